@@ -1,0 +1,23 @@
+"""Operators, one per file. Registered in the order listed, unregistered in reverse."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import check_engine
+
+_MODULES = (check_engine,)
+
+
+def classes() -> list[type]:
+    return [cls for module in _MODULES for cls in module.CLASSES]
+
+
+def register() -> None:
+    for cls in classes():
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes()):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,424 @@
+"""The one definition of the messages between the Blender add-on and the engine.
+
+Stdlib only: Blender's own Python imports this very file from inside the built
+extension, and the engine process imports it too, so both sides always agree.
+
+Framing (every message, both directions)::
+
+    magic  b"FW"                      2 bytes
+    header_length   uint32 big-endian 4 bytes   (JSON header, UTF-8)
+    payload_length  uint32 big-endian 4 bytes   (raw binary payload, may be 0)
+    header          JSON object with "type" and the message's fields
+    payload         raw bytes (preview pixels: RGBA uint8, row-major, bottom row first)
+
+Binary frames travel as raw bytes beside a small JSON header, so a 256x256 preview
+costs 256 KiB on the pipe and no image encode. Decoding is sans-IO
+(:class:`FrameDecoder` is fed bytes and returns messages), so a reader thread never
+blocks inside the decoder; garbage, oversized length prefixes and invalid JSON raise
+:class:`ProtocolError` at once, and a frame cut short is reported by
+:meth:`FrameDecoder.check_eof` when the stream ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+
+MAGIC = b"FW"
+_HEADER = struct.Struct(">2sII")
+HEADER_SIZE = _HEADER.size
+MAX_HEADER_BYTES = 1 << 20  # JSON headers are small; a larger one is garbage
+MAX_PAYLOAD_BYTES = 1 << 28  # 256 MiB: an 8K RGBA float frame fits, a corrupt prefix does not
+
+
+class ProtocolError(Exception):
+    """A message that cannot be framed, parsed or accepted."""
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass
+class Message:
+    """Base of every message. Subclasses set ``type`` and declare JSON-able fields."""
+
+    type: ClassVar[str] = ""
+    payload: bytes = dataclasses.field(default=b"", repr=False, compare=True, kw_only=True)
+
+    def header(self) -> dict[str, Any]:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "payload"}
+        return {"type": self.type, **fields}
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+def _register(cls: type[Message]) -> type[Message]:
+    if not cls.type or cls.type in _REGISTRY:
+        raise ValueError(f"message type {cls.type!r} missing or registered twice")
+    _REGISTRY[cls.type] = cls
+    return cls
+
+
+def message_types() -> dict[str, type[Message]]:
+    return dict(_REGISTRY)
+
+
+# Commands: add-on -> engine ------------------------------------------------------
+
+
+@_register
+@dataclass
+class Hello(Message):
+    """First message of a session; the engine answers :class:`Welcome` or :class:`Error`."""
+
+    type: ClassVar[str] = "hello"
+    protocol_version: int = PROTOCOL_VERSION
+    client: str = ""
+    session_id: str = ""
+
+
+@_register
+@dataclass
+class Train(Message):
+    """Start (or resume, when ``out_dir`` holds a checkpoint) a training run."""
+
+    type: ClassVar[str] = "train"
+    dataset: str = ""
+    out_dir: str = ""
+    field: str = "ngp"
+    steps: int = 2000
+    minutes: float = 0.0  # 0: no time budget
+    device: str = "auto"
+    downscale: int = 1
+    seed: int = 0
+    preview_every_s: float = 1.0
+    preview_max_side: int = 128
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@_register
+@dataclass
+class Pause(Message):
+    type: ClassVar[str] = "pause"
+
+
+@_register
+@dataclass
+class Resume(Message):
+    type: ClassVar[str] = "resume"
+
+
+@_register
+@dataclass
+class Stop(Message):
+    """Stop training after the current step and write a checkpoint."""
+
+    type: ClassVar[str] = "stop"
+
+
+@_register
+@dataclass
+class SetView(Message):
+    """The view previews are rendered from (Blender's viewport or a camera).
+
+    ``camera_to_world`` is a row-major 4x4 in Blender world space (camera looks down
+    -Z, +Y up); intrinsics are pinhole pixels for a ``width`` x ``height`` image.
+    """
+
+    type: ClassVar[str] = "set_view"
+    camera_to_world: list[list[float]] = dataclasses.field(default_factory=list)
+    fl_x: float = 0.0
+    fl_y: float = 0.0
+    cx: float = 0.0
+    cy: float = 0.0
+    width: int = 0
+    height: int = 0
+    mode: str = "color"  # color | depth | opacity
+
+
+@_register
+@dataclass
+class RenderView(Message):
+    """Render one view now and answer with a :class:`PreviewFrame` (``request_id`` echoed)."""
+
+    type: ClassVar[str] = "render_view"
+    request_id: int = 0
+    camera_to_world: list[list[float]] = dataclasses.field(default_factory=list)
+    fl_x: float = 0.0
+    fl_y: float = 0.0
+    cx: float = 0.0
+    cy: float = 0.0
+    width: int = 0
+    height: int = 0
+    mode: str = "color"
+
+
+@_register
+@dataclass
+class Extract(Message):
+    """Extract a mesh from the current field; answered by :class:`MeshReady`."""
+
+    type: ClassVar[str] = "extract"
+    out_path: str = ""
+    resolution: int = 256
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@_register
+@dataclass
+class Shutdown(Message):
+    type: ClassVar[str] = "shutdown"
+
+
+# Events: engine -> add-on --------------------------------------------------------
+
+
+@_register
+@dataclass
+class Welcome(Message):
+    type: ClassVar[str] = "welcome"
+    protocol_version: int = PROTOCOL_VERSION
+    engine_version: str = ""
+    torch_version: str = ""
+    device: str = ""
+    pid: int = 0
+
+
+@_register
+@dataclass
+class Progress(Message):
+    type: ClassVar[str] = "progress"
+    step: int = 0
+    total_steps: int = 0
+    loss: float = 0.0
+    psnr: float = 0.0
+    rays_per_second: float = 0.0
+    elapsed_s: float = 0.0
+    remaining_s: float = 0.0
+
+
+@_register
+@dataclass
+class PreviewFrame(Message):
+    """A rendered view. ``payload`` is ``width*height*4`` bytes of RGBA uint8, bottom row first
+    (Blender's ``Image.pixels`` order), so the add-on copies it without flipping."""
+
+    type: ClassVar[str] = "preview_frame"
+    width: int = 0
+    height: int = 0
+    mode: str = "color"
+    step: int = 0
+    request_id: int = 0  # 0 for streamed previews
+
+    def validate(self) -> None:
+        expected = self.width * self.height * 4
+        if len(self.payload) != expected:
+            raise ProtocolError(
+                f"preview_frame {self.width}x{self.height} needs {expected} payload bytes, got {len(self.payload)}"
+            )
+
+
+@_register
+@dataclass
+class Log(Message):
+    type: ClassVar[str] = "log"
+    level: str = "info"
+    message: str = ""
+
+
+@_register
+@dataclass
+class Warning(Message):  # noqa: A001 - the protocol's name for the event
+    type: ClassVar[str] = "warning"
+    message: str = ""
+
+
+@_register
+@dataclass
+class Error(Message):
+    type: ClassVar[str] = "error"
+    message: str = ""
+    traceback: str = ""
+    fatal: bool = False
+
+
+@_register
+@dataclass
+class Checkpoint(Message):
+    type: ClassVar[str] = "checkpoint"
+    path: str = ""
+    step: int = 0
+
+
+@_register
+@dataclass
+class MeshReady(Message):
+    type: ClassVar[str] = "mesh_ready"
+    path: str = ""
+    vertex_count: int = 0
+    face_count: int = 0
+
+
+@_register
+@dataclass
+class Done(Message):
+    type: ClassVar[str] = "done"
+    reason: str = "finished"  # finished | stopped | failed
+    step: int = 0
+    checkpoint: str = ""
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def encode(message: Message) -> bytes:
+    """One message as framed bytes."""
+    if isinstance(message, PreviewFrame):
+        message.validate()
+    header = json.dumps(message.header(), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if len(header) > MAX_HEADER_BYTES:
+        raise ProtocolError(f"{message.type} header is {len(header)} bytes, over {MAX_HEADER_BYTES}")
+    if len(message.payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"{message.type} payload is {len(message.payload)} bytes, over {MAX_PAYLOAD_BYTES}")
+    return _HEADER.pack(MAGIC, len(header), len(message.payload)) + header + bytes(message.payload)
+
+
+def decode_header(header: Mapping[str, Any], payload: bytes = b"") -> Message:
+    """Build the typed message from a parsed JSON header, naming what is wrong."""
+    if not isinstance(header, Mapping):
+        raise ProtocolError(f"message header must be a JSON object, got {type(header).__name__}")
+    type_name = header.get("type")
+    cls = _REGISTRY.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {type_name!r}")
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "payload"}
+    unknown = sorted(set(header) - set(known) - {"type"})
+    if unknown:
+        raise ProtocolError(f"{type_name}: unknown field(s) {', '.join(unknown)}")
+    kwargs = {name: header[name] for name in known if name in header}
+    try:
+        message = cls(**kwargs, payload=payload)
+    except TypeError as exc:  # pragma: no cover - dataclass arity is checked above
+        raise ProtocolError(f"{type_name}: {exc}") from exc
+    _check_field_types(message)
+    if isinstance(message, PreviewFrame):
+        message.validate()
+    return message
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "dict[str, Any]": (dict,),
+    "list[list[float]]": (list,),
+}
+
+
+def _check_field_types(message: Message) -> None:
+    for f in dataclasses.fields(message):
+        if f.name == "payload":
+            continue
+        allowed = _JSON_TYPES.get(str(f.type))
+        value = getattr(message, f.name)
+        if allowed is None:
+            continue
+        if isinstance(value, bool) and bool not in allowed:
+            raise ProtocolError(f"{message.type}.{f.name}: expected {f.type}, got bool")
+        if not isinstance(value, allowed):
+            raise ProtocolError(f"{message.type}.{f.name}: expected {f.type}, got {type(value).__name__}")
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed`` bytes as they arrive, get complete messages back.
+
+    Raises :class:`ProtocolError` on a bad magic, a length prefix over the limits or
+    an invalid header. After an error the stream is out of step and must be closed.
+    """
+
+    def __init__(self, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+        self._buffer = bytearray()
+        self._max_payload = max_payload_bytes
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buffer += data
+        messages: list[Message] = []
+        while len(self._buffer) >= HEADER_SIZE:
+            magic, header_length, payload_length = _HEADER.unpack_from(self._buffer)
+            if magic != MAGIC:
+                raise ProtocolError(f"bad frame magic {bytes(magic)!r} (expected {MAGIC!r}): stream is garbage")
+            if header_length == 0 or header_length > MAX_HEADER_BYTES:
+                raise ProtocolError(f"frame header length {header_length} outside 1..{MAX_HEADER_BYTES}")
+            if payload_length > self._max_payload:
+                raise ProtocolError(f"frame payload length {payload_length} over the limit {self._max_payload}")
+            total = HEADER_SIZE + header_length + payload_length
+            if len(self._buffer) < total:
+                break
+            header_bytes = bytes(self._buffer[HEADER_SIZE : HEADER_SIZE + header_length])
+            payload = bytes(self._buffer[HEADER_SIZE + header_length : total])
+            del self._buffer[:total]
+            try:
+                header = json.loads(header_bytes.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ProtocolError(f"frame header is not valid JSON: {exc}") from exc
+            messages.append(decode_header(header, payload))
+        return messages
+
+    def check_eof(self) -> None:
+        """Call when the stream ended: a partial frame left over is an error."""
+        if self._buffer:
+            raise ProtocolError(f"stream ended inside a frame ({len(self._buffer)} bytes of an incomplete message)")
+
+
+def read_message(stream: Any, decoder: FrameDecoder | None = None) -> Message | None:
+    """Blocking read of exactly one message from a binary file object; ``None`` at a clean EOF.
+
+    For pipes and files that deliver bytes on demand (``readinto``/``read`` of exact
+    sizes). A stream that ends inside a frame raises :class:`ProtocolError`.
+    """
+    header = _read_exactly(stream, HEADER_SIZE)
+    if header is None:
+        return None
+    decoder = decoder or FrameDecoder()
+    messages = decoder.feed(header)
+    if messages:  # pragma: no cover - a header alone is never a complete frame
+        return messages[0]
+    _, header_length, payload_length = _HEADER.unpack(header)
+    body = _read_exactly(stream, header_length + payload_length)
+    if body is None:
+        raise ProtocolError("stream ended inside a frame (header read, body missing)")
+    messages = decoder.feed(body)
+    return messages[0]
+
+
+def _read_exactly(stream: Any, size: int) -> bytes | None:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = stream.read(size - len(chunks))
+        if not chunk:
+            if not chunks:
+                return None
+            raise ProtocolError(f"stream ended inside a frame ({len(chunks)} of {size} bytes)")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def check_version(peer_version: int, peer_name: str) -> None:
+    if peer_version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"{peer_name} speaks Fieldwork protocol {peer_version}, this side speaks {PROTOCOL_VERSION}: "
+            "use the engine that ships with this extension version"
+        )
