@@ -6,14 +6,22 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+# Blender reads its user folders when bpy is first imported: point them at a private folder
+# before any test imports bpy, so installing the extension never touches the real user's Blender.
+_BLENDER_USER = Path(tempfile.mkdtemp(prefix="fieldwork-blender-user-"))
+os.environ["BLENDER_USER_RESOURCES"] = str(_BLENDER_USER)
+ADDON_MODULE = "bl_ext.user_default.fieldwork"
 
 BLENDER52_PYTHON_ENV = "FIELDWORK_BLENDER52_PYTHON"
 
@@ -88,3 +96,47 @@ def run_blender_script(tmp_path: Path) -> RunBlender:
         return json.loads(reports[-1].removeprefix("FIELDWORK_REPORT "))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def fieldwork_addon(built_extension: Path, engine_python: Path) -> str:
+    """The built extension installed into this process's Blender (bpy module) and enabled.
+
+    Returns the add-on's module name; import its parts with :func:`addon_module`.
+    The engine preference points at this interpreter.
+    """
+    import importlib
+
+    import bpy
+
+    # addon_utils lives in Blender's scripts folder, which importing bpy puts on sys.path.
+    addon_utils = importlib.import_module("addon_utils")
+
+    if ADDON_MODULE not in bpy.context.preferences.addons:
+        result = bpy.ops.extensions.package_install_files(
+            filepath=str(built_extension), repo="user_default", enable_on_install=False
+        )
+        assert result == {"FINISHED"}
+        addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
+    bpy.context.preferences.addons[ADDON_MODULE].preferences.engine_python = str(engine_python)
+    return ADDON_MODULE
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def addon_module(name: str) -> ModuleType:
+    """A submodule of the installed add-on, e.g. ``addon_module("capture")``."""
+    import importlib
+
+    return importlib.import_module(f"{ADDON_MODULE}.{name}")
+
+
+@pytest.fixture
+def empty_scene(fieldwork_addon: str):  # type: ignore[no-untyped-def]
+    """A new empty Blender file with the add-on still enabled; yields ``bpy.context.scene``."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    yield bpy.context.scene

@@ -26,8 +26,12 @@ def registered_names(bpy) -> dict[str, bool]:
 
 
 def main(zip_path: str, engine_python: str) -> dict:
-    import bpy  # noqa: I001 - first: it puts Blender's scripts folder (addon_utils) on sys.path
-    import addon_utils
+    import importlib
+
+    import bpy
+
+    # addon_utils lives in Blender's scripts folder, which importing bpy puts on sys.path.
+    addon_utils = importlib.import_module("addon_utils")
 
     report: dict = {"blender": bpy.app.version_string, "python": sys.version.split()[0]}
     result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=False)

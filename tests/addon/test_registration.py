@@ -1,0 +1,13 @@
+"""The installed add-on in this process: settings on every scene, preferences reachable."""
+
+from __future__ import annotations
+
+import bpy
+
+from tests.conftest import addon_module
+
+
+def test_scene_settings_survive_a_new_file(empty_scene: bpy.types.Scene) -> None:
+    assert empty_scene.fieldwork.field == "ngp"  # type: ignore[attr-defined]
+    preferences = addon_module("preferences").get_preferences()
+    assert preferences.engine_python
