@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ sys.path.insert(0, str(REPO))
 # before any test imports bpy, so installing the extension never touches the real user's Blender.
 _BLENDER_USER = Path(tempfile.mkdtemp(prefix="fieldwork-blender-user-"))
 os.environ["BLENDER_USER_RESOURCES"] = str(_BLENDER_USER)
+atexit.register(shutil.rmtree, _BLENDER_USER, ignore_errors=True)
 ADDON_MODULE = "bl_ext.user_default.fieldwork"
 
 BLENDER52_PYTHON_ENV = "FIELDWORK_BLENDER52_PYTHON"
