@@ -1,0 +1,1 @@
+"""Scripts: demo, batch reconstruction, benchmarks, scene builders (``scripts.scenes``)."""
