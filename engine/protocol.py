@@ -13,10 +13,16 @@ Framing (every message, both directions)::
 
 Binary frames travel as raw bytes beside a small JSON header, so a 256x256 preview
 costs 256 KiB on the pipe and no image encode. Decoding is sans-IO
-(:class:`FrameDecoder` is fed bytes and returns messages), so a reader thread never
-blocks inside the decoder; garbage, oversized length prefixes and invalid JSON raise
-:class:`ProtocolError` at once, and a frame cut short is reported by
-:meth:`FrameDecoder.check_eof` when the stream ends.
+(:class:`FrameDecoder` is fed bytes and hands out messages), so a reader thread never
+blocks inside the decoder. Two kinds of failure, so that one bad message never wedges
+a session:
+
+- :class:`FramingError`: bad magic or a length prefix over the limits. The stream is
+  out of step and must be closed (the peer reports it and ends the session).
+- :class:`MessageError`: a well-framed message whose JSON is invalid, whose type is
+  unknown or whose fields are wrong. That message is skipped; the stream goes on.
+
+A frame cut short is reported by :meth:`FrameDecoder.check_eof` when the stream ends.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ MAX_PAYLOAD_BYTES = 1 << 28  # 256 MiB: an 8K RGBA float frame fits, a corrupt p
 
 class ProtocolError(Exception):
     """A message that cannot be framed, parsed or accepted."""
+
+
+class FramingError(ProtocolError):
+    """The byte stream is out of step (garbage, oversized prefix, cut short): close it."""
+
+
+class MessageError(ProtocolError):
+    """One well-framed message was invalid and has been skipped; the stream is still usable."""
 
 
 # --------------------------------------------------------------------------- messages
@@ -133,6 +147,7 @@ class SetView(Message):
     """
 
     type: ClassVar[str] = "set_view"
+    view_id: int = 0  # echoed by the preview frames rendered from this view (latency, staleness)
     camera_to_world: list[list[float]] = dataclasses.field(default_factory=list)
     fl_x: float = 0.0
     fl_y: float = 0.0
@@ -185,6 +200,7 @@ class Shutdown(Message):
 class Welcome(Message):
     type: ClassVar[str] = "welcome"
     protocol_version: int = PROTOCOL_VERSION
+    session_id: str = ""  # echoed from Hello, so a client knows the engine answering is its own
     engine_version: str = ""
     torch_version: str = ""
     device: str = ""
@@ -216,6 +232,7 @@ class PreviewFrame(Message):
     mode: str = "color"
     step: int = 0
     request_id: int = 0  # 0 for streamed previews
+    view_id: int = 0  # the SetView this frame was rendered from; 0: the default view
 
     def validate(self) -> None:
         expected = self.width * self.height * 4
@@ -294,23 +311,26 @@ def encode(message: Message) -> bytes:
 def decode_header(header: Mapping[str, Any], payload: bytes = b"") -> Message:
     """Build the typed message from a parsed JSON header, naming what is wrong."""
     if not isinstance(header, Mapping):
-        raise ProtocolError(f"message header must be a JSON object, got {type(header).__name__}")
+        raise MessageError(f"message header must be a JSON object, got {type(header).__name__}")
     type_name = header.get("type")
     cls = _REGISTRY.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
-        raise ProtocolError(f"unknown message type {type_name!r}")
+        raise MessageError(f"unknown message type {type_name!r}")
     known = {f.name: f for f in dataclasses.fields(cls) if f.name != "payload"}
     unknown = sorted(set(header) - set(known) - {"type"})
     if unknown:
-        raise ProtocolError(f"{type_name}: unknown field(s) {', '.join(unknown)}")
+        raise MessageError(f"{type_name}: unknown field(s) {', '.join(unknown)}")
     kwargs = {name: header[name] for name in known if name in header}
     try:
         message = cls(**kwargs, payload=payload)
     except TypeError as exc:  # pragma: no cover - dataclass arity is checked above
-        raise ProtocolError(f"{type_name}: {exc}") from exc
+        raise MessageError(f"{type_name}: {exc}") from exc
     _check_field_types(message)
     if isinstance(message, PreviewFrame):
-        message.validate()
+        try:
+            message.validate()
+        except ProtocolError as exc:
+            raise MessageError(str(exc)) from exc
     return message
 
 
@@ -333,16 +353,16 @@ def _check_field_types(message: Message) -> None:
         if allowed is None:
             continue
         if isinstance(value, bool) and bool not in allowed:
-            raise ProtocolError(f"{message.type}.{f.name}: expected {f.type}, got bool")
+            raise MessageError(f"{message.type}.{f.name}: expected {f.type}, got bool")
         if not isinstance(value, allowed):
-            raise ProtocolError(f"{message.type}.{f.name}: expected {f.type}, got {type(value).__name__}")
+            raise MessageError(f"{message.type}.{f.name}: expected {f.type}, got {type(value).__name__}")
 
 
 class FrameDecoder:
-    """Incremental decoder: ``feed`` bytes as they arrive, get complete messages back.
+    """Incremental decoder: :meth:`feed` bytes as they arrive, take messages with :meth:`next_message`.
 
-    Raises :class:`ProtocolError` on a bad magic, a length prefix over the limits or
-    an invalid header. After an error the stream is out of step and must be closed.
+    ``next_message`` raises :class:`FramingError` when the stream is out of step (close it)
+    and :class:`MessageError` for one invalid message, which is skipped: call it again.
     """
 
     def __init__(self, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
@@ -353,55 +373,60 @@ class FrameDecoder:
     def pending_bytes(self) -> int:
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> None:
         self._buffer += data
-        messages: list[Message] = []
-        while len(self._buffer) >= HEADER_SIZE:
-            magic, header_length, payload_length = _HEADER.unpack_from(self._buffer)
-            if magic != MAGIC:
-                raise ProtocolError(f"bad frame magic {bytes(magic)!r} (expected {MAGIC!r}): stream is garbage")
-            if header_length == 0 or header_length > MAX_HEADER_BYTES:
-                raise ProtocolError(f"frame header length {header_length} outside 1..{MAX_HEADER_BYTES}")
-            if payload_length > self._max_payload:
-                raise ProtocolError(f"frame payload length {payload_length} over the limit {self._max_payload}")
-            total = HEADER_SIZE + header_length + payload_length
-            if len(self._buffer) < total:
-                break
-            header_bytes = bytes(self._buffer[HEADER_SIZE : HEADER_SIZE + header_length])
-            payload = bytes(self._buffer[HEADER_SIZE + header_length : total])
-            del self._buffer[:total]
-            try:
-                header = json.loads(header_bytes.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ProtocolError(f"frame header is not valid JSON: {exc}") from exc
-            messages.append(decode_header(header, payload))
-        return messages
+
+    def next_message(self) -> Message | None:
+        """The next complete message, or ``None`` until more bytes arrive."""
+        if len(self._buffer) < HEADER_SIZE:
+            return None
+        magic, header_length, payload_length = _HEADER.unpack_from(self._buffer)
+        if magic != MAGIC:
+            raise FramingError(f"bad frame magic {bytes(magic)!r} (expected {MAGIC!r}): stream is garbage")
+        if header_length == 0 or header_length > MAX_HEADER_BYTES:
+            raise FramingError(f"frame header length {header_length} outside 1..{MAX_HEADER_BYTES}")
+        if payload_length > self._max_payload:
+            raise FramingError(f"frame payload length {payload_length} over the limit {self._max_payload}")
+        total = HEADER_SIZE + header_length + payload_length
+        if len(self._buffer) < total:
+            return None
+        header_bytes = bytes(self._buffer[HEADER_SIZE : HEADER_SIZE + header_length])
+        payload = bytes(self._buffer[HEADER_SIZE + header_length : total])
+        # The frame leaves the buffer before it is parsed, so an invalid one is skipped, not re-read.
+        del self._buffer[:total]
+        try:
+            header = json.loads(header_bytes.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MessageError(f"frame header is not valid JSON: {exc}") from exc
+        return decode_header(header, payload)
 
     def check_eof(self) -> None:
         """Call when the stream ended: a partial frame left over is an error."""
         if self._buffer:
-            raise ProtocolError(f"stream ended inside a frame ({len(self._buffer)} bytes of an incomplete message)")
+            raise FramingError(f"stream ended inside a frame ({len(self._buffer)} bytes of an incomplete message)")
 
 
-def read_message(stream: Any, decoder: FrameDecoder | None = None) -> Message | None:
+def read_message(stream: Any) -> Message | None:
     """Blocking read of exactly one message from a binary file object; ``None`` at a clean EOF.
 
-    For pipes and files that deliver bytes on demand (``readinto``/``read`` of exact
-    sizes). A stream that ends inside a frame raises :class:`ProtocolError`.
+    For pipes and files that deliver bytes on demand (``read`` of exact sizes). A stream
+    that ends inside a frame raises :class:`FramingError`.
     """
     header = _read_exactly(stream, HEADER_SIZE)
     if header is None:
         return None
-    decoder = decoder or FrameDecoder()
-    messages = decoder.feed(header)
-    if messages:  # pragma: no cover - a header alone is never a complete frame
-        return messages[0]
+    decoder = FrameDecoder()
+    decoder.feed(header)
     _, header_length, payload_length = _HEADER.unpack(header)
-    body = _read_exactly(stream, header_length + payload_length)
-    if body is None:
-        raise ProtocolError("stream ended inside a frame (header read, body missing)")
-    messages = decoder.feed(body)
-    return messages[0]
+    if header_length <= MAX_HEADER_BYTES and payload_length <= MAX_PAYLOAD_BYTES:
+        body = _read_exactly(stream, header_length + payload_length)
+        if body is None:
+            raise FramingError("stream ended inside a frame (header read, body missing)")
+        decoder.feed(body)
+    message = decoder.next_message()  # raises for a bad prefix before reading a huge body
+    if message is None:  # pragma: no cover - a complete frame was fed
+        raise FramingError("incomplete frame")
+    return message
 
 
 def _read_exactly(stream: Any, size: int) -> bytes | None:
@@ -411,7 +436,7 @@ def _read_exactly(stream: Any, size: int) -> bytes | None:
         if not chunk:
             if not chunks:
                 return None
-            raise ProtocolError(f"stream ended inside a frame ({len(chunks)} of {size} bytes)")
+            raise FramingError(f"stream ended inside a frame ({len(chunks)} of {size} bytes)")
         chunks += chunk
     return bytes(chunks)
 
