@@ -1,0 +1,1 @@
+"""Datasets: cameras, rays, ``transforms.json`` read/write, image loading."""
