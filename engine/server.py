@@ -1,0 +1,710 @@
+"""The live session the add-on talks to: ``python -m engine serve``.
+
+stdin carries framed commands, stdout carries framed events and nothing else (stray
+prints go to stderr), logs go to stderr and to ``engine.log`` in the run folder.
+
+One thread reads stdin into a queue; the main thread owns the trainer and handles
+commands between training steps, so a command never waits longer than one step.
+Previews are rendered between steps too, at a rate and size chosen from measured
+times so that previews take a small, fixed share of the wall clock
+(:class:`PreviewScheduler`). The end of stdin means the add-on is gone: the session
+writes a checkpoint and exits, so an engine never outlives its Blender.
+
+numpy and torch are imported only after the handshake has checked they exist, so an
+interpreter without them gets a protocol error that says how to install them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from . import __version__, protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .data.transforms import Transforms
+
+LOG = logging.getLogger("fieldwork.engine")
+LOG_FILE_NAME = "engine.log"
+LOCK_FILE_NAME = ".fieldwork-engine.lock"
+PREVIEW_MODES = ("color", "depth", "opacity")
+
+# Exit statuses the add-on can tell apart.
+EXIT_OK = 0
+EXIT_HANDSHAKE_FAILED = 2
+EXIT_MISSING_DEPENDENCY = 3
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class EventWriter:
+    """Frames events onto a binary stream; safe to call from any thread."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def send(self, message: protocol.Message) -> None:
+        data = protocol.encode(message)
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                # The add-on is gone; the reader sees the end of stdin and shuts the session down.
+                self.closed = True
+
+
+@dataclass(frozen=True)
+class InvalidCommand:
+    """A well-framed command that could not be decoded; the stream goes on."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class InputEnded:
+    """stdin ended (the add-on closed it or died) or became garbage (``reason`` says which)."""
+
+    reason: str
+    broken: bool
+
+
+Incoming = protocol.Message | InvalidCommand | InputEnded
+
+
+def read_commands(fd: int, inbox: queue.Queue[Incoming], chunk_size: int = 1 << 16) -> None:
+    """Reader thread body: decode frames from ``fd`` until it ends or breaks; never raises."""
+    decoder = protocol.FrameDecoder()
+    try:
+        while True:
+            chunk = os.read(fd, chunk_size)
+            if not chunk:
+                decoder.check_eof()
+                inbox.put(InputEnded("the add-on closed the session", broken=False))
+                return
+            decoder.feed(chunk)
+            while True:
+                try:
+                    message = decoder.next_message()
+                except protocol.MessageError as exc:
+                    inbox.put(InvalidCommand(str(exc)))
+                    continue
+                if message is None:
+                    break
+                inbox.put(message)
+    except protocol.FramingError as exc:
+        inbox.put(InputEnded(f"unreadable command stream: {exc}", broken=True))
+    except OSError as exc:
+        inbox.put(InputEnded(f"cannot read commands: {exc}", broken=True))
+
+
+class ProtocolLogHandler(logging.Handler):
+    """Forwards log records to the add-on: as :class:`protocol.Warning` or as :class:`protocol.Log`.
+
+    The session's own warnings and errors are sent as events where they happen, with
+    more context, so on the session logger only records below WARNING are forwarded.
+    """
+
+    def __init__(self, writer: EventWriter, as_warnings: bool) -> None:
+        super().__init__(level=logging.WARNING if as_warnings else logging.INFO)
+        self._writer = writer
+        self._as_warnings = as_warnings
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if self._as_warnings:
+            self._writer.send(protocol.Warning(message=text))
+        elif record.levelno < logging.WARNING:
+            self._writer.send(protocol.Log(level=record.levelname.lower(), message=text))
+
+
+# --------------------------------------------------------------------------- previews
+
+
+@dataclass
+class PreviewScheduler:
+    """When to render a preview and how big, so that previews cost about ``budget_fraction`` of the time.
+
+    After a preview that took ``t`` seconds the next one waits at least ``t / budget_fraction``
+    (and ``min_interval_s``): previews then never take more than that share of the wall
+    clock, whatever the field and device. The size adapts too (like interactive viewers do):
+    a render slower than ``budget_fraction * min_interval_s`` shrinks the next one, a fast one
+    grows it back up to ``max_side``. A view change renders as soon as the budget allows, at
+    the adapted size, so moving the viewport gets a quick low-resolution answer.
+    """
+
+    min_interval_s: float = 1.0
+    max_side: int = 128
+    min_side: int = 16
+    budget_fraction: float = 0.08
+    side: int = 0
+    _last_render_s: float = 0.0
+    _last_end: float = -math.inf
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.budget_fraction < 1.0:
+            raise ValueError(f"budget_fraction must be in (0, 1), got {self.budget_fraction}")
+        if self.max_side < self.min_side:
+            raise ValueError(f"preview max side {self.max_side} is below the minimum {self.min_side}")
+        self.side = self.side or min(self.max_side, 64)
+
+    def due(self, now: float, view_changed: bool = False) -> bool:
+        budget_wait = self._last_render_s / self.budget_fraction
+        wait = budget_wait if view_changed else max(self.min_interval_s, budget_wait)
+        return now - self._last_end >= wait
+
+    def record(self, render_s: float, now: float) -> None:
+        self._last_render_s = render_s
+        self._last_end = now
+        target_s = self.budget_fraction * self.min_interval_s
+        # Render time grows with the pixel count, i.e. with side squared.
+        if render_s > target_s:
+            self.side = max(self.min_side, int(self.side * max(0.5, math.sqrt(target_s / render_s))))
+        elif render_s < 0.5 * target_s:
+            self.side = min(self.max_side, max(self.side + 1, int(self.side * 1.25)))
+
+
+@dataclass(frozen=True)
+class PreviewView:
+    """A pinhole view in Blender world space at full size; previews scale it down."""
+
+    camera_to_world: np.ndarray  # (4, 4)
+    fl_x: float
+    fl_y: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    mode: str = "color"
+    view_id: int = 0
+
+    @classmethod
+    def from_message(cls, message: protocol.SetView | protocol.RenderView) -> PreviewView:
+        import numpy as np
+
+        matrix = np.asarray(message.camera_to_world, dtype=np.float64)
+        if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+            raise ValueError(f"{message.type}: camera_to_world must be a finite 4x4 matrix, got {matrix.shape}")
+        if message.width <= 0 or message.height <= 0 or message.fl_x <= 0 or message.fl_y <= 0:
+            raise ValueError(
+                f"{message.type}: size {message.width}x{message.height} and focal lengths "
+                f"{message.fl_x}, {message.fl_y} must be positive"
+            )
+        if message.mode not in PREVIEW_MODES:
+            raise ValueError(f"{message.type}: mode {message.mode!r} is not one of {', '.join(PREVIEW_MODES)}")
+        view_id = message.view_id if isinstance(message, protocol.SetView) else 0
+        return cls(
+            matrix, message.fl_x, message.fl_y, message.cx, message.cy, message.width, message.height,
+            message.mode, view_id,
+        )  # fmt: skip
+
+    def scaled_to(self, max_side: int) -> PreviewView:
+        """The same view with its longer side at most ``max_side`` pixels (never upscaled)."""
+        scale = min(1.0, max_side / max(self.width, self.height))
+        width, height = max(1, round(self.width * scale)), max(1, round(self.height * scale))
+        return PreviewView(
+            self.camera_to_world,
+            self.fl_x * width / self.width,
+            self.fl_y * height / self.height,
+            self.cx * width / self.width,
+            self.cy * height / self.height,
+            width,
+            height,
+            self.mode,
+            self.view_id,
+        )
+
+
+def preview_pixels(rgb: np.ndarray, depth: np.ndarray, opacity: np.ndarray, mode: str) -> bytes:
+    """RGBA uint8 bytes, bottom row first (Blender's ``Image.pixels`` order), alpha = opacity.
+
+    rgb (h, w, 3) in [0, 1], depth (h, w) in world units, opacity (h, w) in [0, 1].
+    Depth is shown near-bright / far-dark between the nearest and farthest opaque pixels.
+    """
+    import numpy as np
+
+    height, width = opacity.shape
+    rgba = np.empty((height, width, 4), dtype=np.float32)
+    if mode == "color":
+        rgba[..., :3] = rgb
+    elif mode == "depth":
+        opaque = opacity > 0.5
+        near, far = (float(depth[opaque].min()), float(depth[opaque].max())) if opaque.any() else (0.0, 1.0)
+        rgba[..., :3] = (1.0 - (depth - near) / max(far - near, 1e-6))[..., None]
+    elif mode == "opacity":
+        rgba[..., :3] = opacity[..., None]
+    else:
+        raise ValueError(f"preview mode {mode!r} is not one of {', '.join(PREVIEW_MODES)}")
+    rgba[..., 3] = opacity
+    pixels = (np.clip(np.nan_to_num(rgba), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return pixels[::-1].tobytes()
+
+
+# --------------------------------------------------------------------------- the session
+
+
+class RunDirLock:
+    """One engine per run folder: a second session training into the same folder is refused."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE_NAME
+        self._file = open(self.path, "a+")  # noqa: SIM115 - held for the whole session
+        try:
+            _lock_file(self._file.fileno())
+        except OSError as exc:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise RuntimeError(f"the run folder {run_dir} is in use by engine {holder}") from exc
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}")
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def _lock_file(fd: int) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@dataclass
+class SessionClock:
+    """Wall time per step averaged over recent steps, previews included (for the remaining-time estimate)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    seconds_per_step: float = 0.0
+    _last: float = field(default_factory=time.perf_counter)
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        spent, self._last = now - self._last, now
+        self.seconds_per_step = spent if self.seconds_per_step == 0.0 else 0.9 * self.seconds_per_step + 0.1 * spent
+
+
+class Session:
+    """Handles the command stream; owns the trainer. ``run`` returns the process exit status."""
+
+    PROGRESS_INTERVAL_S = 0.1
+
+    def __init__(self, writer: EventWriter, inbox: queue.Queue[Incoming]) -> None:
+        self.writer = writer
+        self.inbox = inbox
+        self.trainer: Any = None
+        self.train_command: protocol.Train | None = None
+        self.training = False
+        self.paused = False
+        self.running = True
+        self.view: PreviewView | None = None
+        self.view_changed = False
+        self.scheduler = PreviewScheduler()
+        self.clock = SessionClock()
+        self._last_progress = -math.inf
+        self._run_lock: RunDirLock | None = None
+        self._log_file: logging.Handler | None = None
+        self._handlers: dict[type[protocol.Message], Callable[[Any], None]] = {
+            protocol.Train: self._on_train,
+            protocol.Pause: self._on_pause,
+            protocol.Resume: self._on_resume,
+            protocol.Stop: self._on_stop,
+            protocol.SetView: self._on_set_view,
+            protocol.RenderView: self._on_render_view,
+            protocol.Extract: self._on_extract,
+            protocol.Shutdown: self._on_shutdown,
+        }
+
+    # -- handshake -----------------------------------------------------------------
+
+    def handshake(self, timeout_s: float = 60.0) -> int | None:
+        """Wait for Hello and answer Welcome. Returns an exit status when the session must end."""
+        try:
+            first = self.inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            self._fatal(f"no hello within {timeout_s:.0f} s")
+            return EXIT_HANDSHAKE_FAILED
+        if not isinstance(first, protocol.Hello):
+            described = first.reason if isinstance(first, InvalidCommand | InputEnded) else first.type
+            self._fatal(f"expected hello as the first command, got {described}")
+            return EXIT_HANDSHAKE_FAILED
+        try:
+            protocol.check_version(first.protocol_version, f"the add-on ({first.client or 'unnamed client'})")
+        except protocol.ProtocolError as exc:
+            self._fatal(str(exc))
+            return EXIT_HANDSHAKE_FAILED
+        missing = [name for name in ("torch", "numpy") if importlib.util.find_spec(name) is None]
+        if missing:
+            requirements = Path(__file__).resolve().parent / "requirements.txt"
+            self._fatal(
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed for {sys.executable}. "
+                f"In Blender use Preferences > Add-ons > Fieldwork > Set up engine, or run: "
+                f"{sys.executable} -m pip install -r {requirements}"
+            )
+            return EXIT_MISSING_DEPENDENCY
+        import torch
+
+        from .device import pick_device
+
+        self.writer.send(
+            protocol.Welcome(
+                engine_version=__version__,
+                torch_version=torch.__version__,
+                device=pick_device("auto").type,
+                pid=os.getpid(),
+                session_id=first.session_id,
+            )
+        )
+        LOG.info("session %s started (engine %s, pid %d)", first.session_id or "-", __version__, os.getpid())
+        return None
+
+    # -- main loop -----------------------------------------------------------------
+
+    def run(self, handshake_timeout_s: float = 60.0) -> int:
+        status = self.handshake(handshake_timeout_s)
+        if status is not None:
+            return status
+        try:
+            while self.running:
+                active = self.training and not self.paused
+                self._handle_commands(block=not active)
+                if self.training and not self.paused and self.running:
+                    self._train_one_step()
+        finally:
+            self._release_run_dir()
+        return EXIT_OK
+
+    def _handle_commands(self, block: bool) -> None:
+        """Handle everything queued; when idle, wait (briefly, so shutdown stays prompt) for a command."""
+        try:
+            item = self.inbox.get(timeout=0.5) if block else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._handle(item)
+            if not self.running:
+                return
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, item: Incoming) -> None:
+        if isinstance(item, InvalidCommand):
+            LOG.warning("ignored an invalid command: %s", item.reason)
+            self.writer.send(protocol.Error(message=f"invalid command ignored: {item.reason}"))
+            return
+        if isinstance(item, InputEnded):
+            if item.broken:
+                self.writer.send(protocol.Error(message=item.reason, fatal=True))
+            LOG.info("input ended (%s): stopping", item.reason)
+            self._finish_training("stopped")
+            self.running = False
+            return
+        handler = self._handlers.get(type(item))
+        if handler is None:
+            self.writer.send(protocol.Error(message=f"{item.type!r} is not a command the engine accepts"))
+            return
+        try:
+            handler(item)
+        except Exception as exc:
+            LOG.exception("%s failed", item.type)
+            self.writer.send(protocol.Error(message=f"{item.type} failed: {exc}", traceback=traceback.format_exc()))
+
+    # -- commands ------------------------------------------------------------------
+
+    def _on_train(self, command: protocol.Train) -> None:
+        if self.training:
+            raise RuntimeError("a training run is already in progress; stop it first")
+        from .data.transforms import read_transforms
+
+        if not command.out_dir:
+            raise ValueError("train: out_dir is empty")
+        out_dir = Path(command.out_dir).expanduser()
+        dataset = Path(command.dataset).expanduser()
+        transforms = read_transforms(dataset)  # a bad dataset fails here, named, before anything is written
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._release_run_dir()
+        self._run_lock = RunDirLock(out_dir)
+        self._attach_log_file(out_dir / LOG_FILE_NAME)
+        config = train_config(command)
+        from .train.trainer import Trainer
+
+        LOG.info("training %s on %s into %s", command.field, dataset, out_dir)
+        self.trainer = Trainer.create(dataset, out_dir, config)
+        self.train_command = command
+        self.scheduler = PreviewScheduler(
+            min_interval_s=max(0.05, command.preview_every_s), max_side=max(16, command.preview_max_side)
+        )
+        if self.view is None:
+            self.view = default_view(transforms)
+        self.training, self.paused = True, False
+        self.clock = SessionClock()
+
+    def _on_pause(self, _: protocol.Pause) -> None:
+        self.paused = True
+        LOG.info("paused at step %d", self._step())
+
+    def _on_resume(self, _: protocol.Resume) -> None:
+        self.paused = False
+        self.clock = SessionClock(started=self.clock.started)
+        LOG.info("resumed at step %d", self._step())
+
+    def _on_stop(self, _: protocol.Stop) -> None:
+        if not self.training:
+            self.writer.send(protocol.Warning(message="stop: nothing is training"))
+            return
+        self._finish_training("stopped")
+
+    def _on_set_view(self, command: protocol.SetView) -> None:
+        self.view = PreviewView.from_message(command)
+        self.view_changed = True
+        if self.trainer is not None and not (self.training and not self.paused):
+            # Nothing else is using the time: answer the new view at once.
+            self._send_preview()
+
+    def _on_render_view(self, command: protocol.RenderView) -> None:
+        if self.trainer is None:
+            raise RuntimeError("render_view: no field yet, send train first")
+        view = PreviewView.from_message(command)
+        self._send_frame(view, request_id=command.request_id)
+
+    def _on_extract(self, command: protocol.Extract) -> None:
+        if self.trainer is None:
+            raise RuntimeError("extract: no field yet, send train first")
+        from .mesh import extract_to_file
+
+        result = extract_to_file(self.trainer, Path(command.out_path), command.resolution, **command.settings)
+        self.writer.send(
+            protocol.MeshReady(path=str(result.path), vertex_count=result.vertex_count, face_count=result.face_count)
+        )
+
+    def _on_shutdown(self, _: protocol.Shutdown) -> None:
+        self._finish_training("stopped")
+        self.running = False
+
+    # -- training ------------------------------------------------------------------
+
+    def _train_one_step(self) -> None:
+        try:
+            stats = self.trainer.train_step()
+        except Exception as exc:
+            LOG.exception("training step failed")
+            self.writer.send(
+                protocol.Error(message=f"training failed: {exc}", traceback=traceback.format_exc(), fatal=False)
+            )
+            self._finish_training("failed")
+            return
+        self.clock.tick()
+        done = self.trainer.is_done()
+        now = time.perf_counter()
+        if done or now - self._last_progress >= self.PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self.writer.send(self._progress(stats))
+        if done:
+            self._finish_training("finished")
+        elif self.view is not None and self.scheduler.due(now, self.view_changed):
+            self._send_preview()
+
+    def _progress(self, stats: Any) -> protocol.Progress:
+        total = self.train_command.steps if self.train_command else 0
+        remaining_steps = max(0, total - stats.step)
+        remaining_s = remaining_steps * self.clock.seconds_per_step
+        minutes = self.train_command.minutes if self.train_command else 0.0
+        elapsed = time.perf_counter() - self.clock.started
+        if minutes > 0:
+            remaining_s = min(remaining_s, max(0.0, minutes * 60.0 - elapsed))
+        return protocol.Progress(
+            step=int(stats.step),
+            total_steps=int(total),
+            loss=_finite(stats.loss),
+            psnr=_finite(stats.psnr),
+            rays_per_second=_finite(stats.rays / stats.seconds) if stats.seconds > 0 else 0.0,
+            elapsed_s=elapsed,
+            remaining_s=remaining_s,
+        )
+
+    def _finish_training(self, reason: str) -> None:
+        if not self.training:
+            return
+        self.training = False
+        checkpoint = ""
+        try:
+            checkpoint = str(self.trainer.save_checkpoint())
+            self.writer.send(protocol.Checkpoint(path=checkpoint, step=self._step()))
+        except Exception as exc:
+            LOG.exception("could not write the checkpoint")
+            self.writer.send(protocol.Error(message=f"could not write the checkpoint: {exc}"))
+        metrics: dict[str, Any] = {}
+        if reason == "finished":
+            try:
+                metrics = _json_metrics(self.trainer.evaluate())
+            except Exception as exc:
+                LOG.exception("evaluation failed")
+                self.writer.send(protocol.Warning(message=f"evaluation failed: {exc}"))
+        LOG.info("training %s at step %d", reason, self._step())
+        self.writer.send(protocol.Done(reason=reason, step=self._step(), checkpoint=checkpoint, metrics=metrics))
+        if self.view is not None and reason == "finished":
+            self._send_preview()  # the final picture, whatever the schedule said
+
+    def _step(self) -> int:
+        return int(self.trainer.step) if self.trainer is not None else 0
+
+    # -- previews ------------------------------------------------------------------
+
+    def _send_preview(self) -> None:
+        assert self.view is not None
+        started = time.perf_counter()
+        self._send_frame(self.view.scaled_to(self.scheduler.side))
+        self.view_changed = False
+        self.scheduler.record(time.perf_counter() - started, time.perf_counter())
+
+    def _send_frame(self, view: PreviewView, request_id: int = 0) -> None:
+        import numpy as np
+
+        from .data.transforms import Intrinsics
+
+        intrinsics = Intrinsics(
+            fl_x=view.fl_x, fl_y=view.fl_y, cx=view.cx, cy=view.cy, width=view.width, height=view.height
+        )
+        rendered = self.trainer.render(view.camera_to_world, intrinsics)
+        payload = preview_pixels(
+            np.asarray(rendered.rgb), np.asarray(rendered.depth), np.asarray(rendered.opacity), view.mode
+        )
+        self.writer.send(
+            protocol.PreviewFrame(
+                width=view.width,
+                height=view.height,
+                mode=view.mode,
+                step=self._step(),
+                request_id=request_id,
+                view_id=view.view_id,
+                payload=payload,
+            )
+        )
+
+    # -- files ---------------------------------------------------------------------
+
+    def _attach_log_file(self, path: Path) -> None:
+        if self._log_file is not None:
+            logging.getLogger().removeHandler(self._log_file)
+            self._log_file.close()
+        self._log_file = logging.FileHandler(path, encoding="utf-8")
+        self._log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(self._log_file)
+
+    def _release_run_dir(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
+
+    def _fatal(self, message: str) -> None:
+        LOG.error("%s", message)
+        self.writer.send(protocol.Error(message=message, fatal=True))
+
+
+def train_config(command: protocol.Train) -> Any:
+    """The trainer's typed config from a Train command; ``settings`` may set any other config field."""
+    from .train.config import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for name in ("field", "steps", "minutes", "device", "downscale", "seed"):
+        if name in known:
+            values[name] = getattr(command, name)
+    unknown = sorted(set(command.settings) - known)
+    if unknown:
+        raise ValueError(f"train: unknown setting(s) {', '.join(unknown)}; TrainConfig has {', '.join(sorted(known))}")
+    values.update(command.settings)
+    return TrainConfig(**values)
+
+
+def default_view(transforms: Transforms) -> PreviewView:
+    """Previews start from the dataset's first camera, until the add-on sends a view."""
+    import numpy as np
+
+    frame = transforms.frames[0]
+    intrinsics = frame.intrinsics
+    return PreviewView(
+        np.asarray(frame.camera_to_world, dtype=np.float64),
+        intrinsics.fl_x,
+        intrinsics.fl_y,
+        intrinsics.cx,
+        intrinsics.cy,
+        intrinsics.width,
+        intrinsics.height,
+    )
+
+
+def _finite(value: float) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else 0.0
+
+
+def _json_metrics(metrics: Any) -> dict[str, Any]:
+    if metrics is None:
+        return {}
+    items = metrics.items() if isinstance(metrics, dict) else vars(metrics).items()
+    return {name: _finite(value) for name, value in items if isinstance(value, int | float)}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def serve(handshake_timeout_s: float = 60.0) -> int:
+    """Run one session on the process's stdin/stdout. Returns the exit status."""
+    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    # Keep the real stdout for frames only; anything printed (by us or a library) goes to stderr.
+    protocol_out = os.fdopen(os.dup(stdout_fd), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), stdout_fd)
+    sys.stdout = sys.stderr
+    writer = EventWriter(protocol_out)
+    _configure_logging(writer)
+    inbox: queue.Queue[Incoming] = queue.Queue()
+    threading.Thread(target=read_commands, args=(stdin_fd, inbox), name="fieldwork-commands", daemon=True).start()
+    try:
+        return Session(writer, inbox).run(handshake_timeout_s)
+    except Exception as exc:
+        LOG.exception("the engine session crashed")
+        writer.send(protocol.Error(message=f"engine crashed: {exc}", traceback=traceback.format_exc(), fatal=True))
+        return 1
+    finally:
+        logging.shutdown()
+        protocol_out.close()
+
+
+def _configure_logging(writer: EventWriter) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_stderr)
+    LOG.addHandler(ProtocolLogHandler(writer, as_warnings=False))
+    # Python warnings (a library's deprecation, torch's notes) reach the artist as warning events.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(ProtocolLogHandler(writer, as_warnings=True))

@@ -1,0 +1,257 @@
+"""``python -m engine serve`` as a real subprocess: handshake, bad input, end of input.
+
+Every read is bounded by a timeout, so a wedged engine fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import struct
+import subprocess
+import sys
+import threading
+import time
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import protocol
+from engine.server import PreviewScheduler, preview_pixels
+from tests.conftest import REPO
+
+
+class EngineProcess:
+    """A serve process with a reader thread that decodes its stdout into a queue."""
+
+    def __init__(self, python: Path = Path(sys.executable), *args: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [str(python), "-m", "engine", "serve", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self.events: queue.Queue[protocol.Message | Exception | None] = queue.Queue()
+        self.stderr = b""
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        decoder = protocol.FrameDecoder()
+        try:
+            while chunk := os.read(self.process.stdout.fileno(), 1 << 16):
+                decoder.feed(chunk)
+                while (message := decoder.next_message()) is not None:
+                    self.events.put(message)
+            decoder.check_eof()
+            self.events.put(None)
+        except Exception as exc:  # handed to the test, which fails with it
+            self.events.put(exc)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self.stderr = self.process.stderr.read()
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def send(self, message: protocol.Message) -> None:
+        self.send_bytes(protocol.encode(message))
+
+    def next_event(self, timeout: float = 30.0) -> protocol.Message | None:
+        """The next event that is not an informational log line; ``None`` at the end of the stream."""
+        while True:
+            event = self.events.get(timeout=timeout)
+            if isinstance(event, Exception):
+                raise event
+            if not isinstance(event, protocol.Log):
+                return event
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def engine() -> Iterator[EngineProcess]:
+    process = EngineProcess()
+    yield process
+    process.close()
+
+
+def frame(header: bytes) -> bytes:
+    return struct.pack(">2sII", b"FW", len(header), 0) + header
+
+
+def handshake(engine: EngineProcess) -> protocol.Welcome:
+    engine.send(protocol.Hello(client="pytest", session_id="s-1"))
+    welcome = engine.next_event()
+    assert isinstance(welcome, protocol.Welcome), welcome
+    return welcome
+
+
+def test_handshake_answers_welcome_with_the_session_id(engine: EngineProcess) -> None:
+    welcome = handshake(engine)
+    assert welcome.session_id == "s-1"
+    assert welcome.pid == engine.process.pid
+    assert welcome.torch_version.startswith("2.")
+    engine.send(protocol.Shutdown())
+    assert engine.wait() == 0
+
+
+def test_wrong_protocol_version_is_refused(engine: EngineProcess) -> None:
+    engine.send(protocol.Hello(protocol_version=99, client="old add-on"))
+    error = engine.next_event()
+    assert isinstance(error, protocol.Error) and error.fatal
+    assert "protocol 99" in error.message and "old add-on" in error.message
+    assert engine.wait() == 2
+
+
+def test_a_command_before_hello_is_refused(engine: EngineProcess) -> None:
+    engine.send(protocol.Stop())
+    error = engine.next_event()
+    assert isinstance(error, protocol.Error) and "expected hello" in error.message
+    assert engine.wait() == 2
+
+
+def test_invalid_and_unknown_commands_give_errors_and_the_session_goes_on(engine: EngineProcess) -> None:
+    handshake(engine)
+    engine.send_bytes(frame(b"{not json"))
+    engine.send_bytes(frame(json.dumps({"type": "launch_rockets"}).encode()))
+    engine.send(protocol.Welcome())  # an event is not a command
+    engine.send(protocol.Stop())  # valid, but nothing is training
+    messages = [engine.next_event() for _ in range(4)]
+    errors = [m.message for m in messages if isinstance(m, protocol.Error)]
+    assert any("not valid JSON" in text for text in errors), messages
+    assert any("launch_rockets" in text for text in errors), messages
+    assert any("'welcome' is not a command" in text for text in errors), messages
+    assert any(isinstance(m, protocol.Warning) and "nothing is training" in m.message for m in messages)
+    assert engine.process.poll() is None
+    engine.send(protocol.Shutdown())
+    assert engine.wait() == 0
+
+
+def test_train_with_a_missing_dataset_names_it(engine: EngineProcess, tmp_path: Path) -> None:
+    handshake(engine)
+    engine.send(protocol.Train(dataset=str(tmp_path / "no-such-dataset"), out_dir=str(tmp_path / "run")))
+    event = engine.next_event()
+    assert isinstance(event, protocol.Error) and "no-such-dataset" in event.message, event
+    engine.send(protocol.Shutdown())
+    assert engine.wait() == 0
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"GET / HTTP/1.1\r\n\r\n", struct.pack(">2sII", b"FW", 12, 0xFFFFFFF0)],
+    ids=["garbage", "oversized-length"],
+)
+def test_garbage_ends_the_session_with_a_fatal_error(engine: EngineProcess, garbage: bytes) -> None:
+    handshake(engine)
+    engine.send_bytes(garbage)
+    error = engine.next_event()
+    assert isinstance(error, protocol.Error) and error.fatal, error
+    assert engine.wait() == 0
+
+
+def test_truncated_frame_then_eof_is_reported_and_the_engine_exits(engine: EngineProcess) -> None:
+    handshake(engine)
+    encoded = protocol.encode(protocol.Stop())
+    engine.send_bytes(encoded[:-3])
+    assert engine.process.stdin is not None
+    engine.process.stdin.close()
+    error = engine.next_event()
+    assert isinstance(error, protocol.Error) and "stream ended inside a frame" in error.message
+    assert engine.wait() == 0
+
+
+def test_end_of_input_ends_the_engine(engine: EngineProcess) -> None:
+    """The add-on dying closes the pipe: the engine must not outlive it."""
+    handshake(engine)
+    assert engine.process.stdin is not None
+    started = time.monotonic()
+    engine.process.stdin.close()
+    assert engine.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_stdout_carries_only_frames(engine: EngineProcess) -> None:
+    """Logs (the session start line, a stray print) go to stderr; the reader decoded every byte."""
+    handshake(engine)
+    engine.send(protocol.Shutdown())
+    assert engine.wait() == 0
+    assert engine.next_event(timeout=10) is None  # clean EOF: no stray bytes after the frames
+    deadline = time.monotonic() + 5
+    while b"session s-1 started" not in engine.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"session s-1 started" in engine.stderr
+
+
+def test_interpreter_without_torch_gets_an_actionable_error(tmp_path: Path) -> None:
+    venv.create(tmp_path / "bare", with_pip=False)
+    bare = EngineProcess(tmp_path / "bare" / "bin" / "python")
+    try:
+        bare.send(protocol.Hello(client="pytest"))
+        error = bare.next_event()
+        assert isinstance(error, protocol.Error) and error.fatal
+        assert "torch and numpy are not installed" in error.message
+        assert "Set up engine" in error.message and "pip install -r" in error.message
+        assert bare.wait() == 3
+    finally:
+        bare.close()
+
+
+def test_preview_scheduler_keeps_previews_within_their_budget() -> None:
+    """Simulated clock: 20 ms training steps, previews costing 4 ms per 1000 pixels."""
+    scheduler = PreviewScheduler(min_interval_s=0.1, max_side=128, budget_fraction=0.08)
+    now, preview_time, sides = 0.0, 0.0, []
+    while now < 60.0:
+        now += 0.02
+        if scheduler.due(now):
+            render_s = 4e-6 * scheduler.side**2
+            now += render_s
+            preview_time += render_s
+            scheduler.record(render_s, now)
+            sides.append(scheduler.side)
+    assert preview_time / now <= 0.09
+    # The size settled below the maximum (a 128 px render would take 66 ms, over the 8 ms target)...
+    assert max(sides[-10:]) < 64
+    # ...but previews still come at a steady rate.
+    assert len(sides) > 100
+
+
+def test_preview_scheduler_answers_a_view_change_before_the_interval() -> None:
+    scheduler = PreviewScheduler(min_interval_s=1.0, budget_fraction=0.1)
+    scheduler.record(0.01, now=10.0)
+    assert not scheduler.due(10.5)
+    assert scheduler.due(10.5, view_changed=True)  # 0.01 s / 0.1 budget = 0.1 s wait
+
+
+def test_preview_pixels_are_bottom_row_first_with_opacity_as_alpha() -> None:
+    rgb = np.zeros((2, 3, 3), dtype=np.float32)
+    rgb[0] = (1.0, 0.0, 0.0)  # top row red
+    rgb[1] = (0.0, 0.0, 1.0)  # bottom row blue
+    opacity = np.array([[1.0, 1.0, 1.0], [0.5, 0.5, 0.5]], dtype=np.float32)
+    depth = np.array([[1.0, 2.0, 3.0], [3.0, 3.0, 3.0]], dtype=np.float32)
+    color = np.frombuffer(preview_pixels(rgb, depth, opacity, "color"), np.uint8).reshape(2, 3, 4)
+    assert color[0, 0].tolist() == [0, 0, 255, 128]  # first row out is the bottom (blue) row
+    assert color[1, 0].tolist() == [255, 0, 0, 255]
+    depth_rgba = np.frombuffer(preview_pixels(rgb, depth, opacity, "depth"), np.uint8).reshape(2, 3, 4)
+    # Opaque depths span 1..3: the nearest pixel is white, the farthest black.
+    assert depth_rgba[1, :, 0].tolist() == [255, 128, 0]
+    opacity_rgba = np.frombuffer(preview_pixels(rgb, depth, opacity, "opacity"), np.uint8).reshape(2, 3, 4)
+    assert opacity_rgba[0, 0, 0] == 128 and opacity_rgba[1, 0, 0] == 255
+    with pytest.raises(ValueError, match="'normals' is not one of color, depth, opacity"):
+        preview_pixels(rgb, depth, opacity, "normals")
