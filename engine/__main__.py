@@ -8,7 +8,7 @@ import sys
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
 # Modules are imported only when their command runs, so `info` works without torch.
-COMMANDS = ("info", "serve")
+COMMANDS = ("info", "serve", "extract")
 
 
 def build_parser() -> argparse.ArgumentParser:

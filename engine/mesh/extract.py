@@ -1,0 +1,243 @@
+"""Field to mesh file: sample (MISE or dense), marching cubes, colour, clean up, write atomically.
+
+The one entry point for the CLI (``python -m engine extract``) and the session's ``Extract``
+command. Vertices leave in world units: the field is queried at world points, so whatever
+normalisation the trainer does inside never reaches the mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .cleanup import CleanupConfig, clean_mesh
+from .colour import colours_along_normals
+from .dense import sample_dense
+from .grid import Grid, SampledGrid
+from .io import linear_to_srgb, write_mesh
+from .levels import FieldKind, SurfaceLevel
+from .mise import initial_resolution_for, refinement_steps, sample_mise
+from .surface import marching_cubes
+from .triangle_mesh import TriangleMesh
+
+
+class SamplingMethod(enum.Enum):
+    MISE = "mise"
+    DENSE = "dense"
+
+
+# Which scalar each trainer field preset exposes. A new field kind adds its entry here.
+FIELD_KINDS: dict[str, FieldKind] = {"ngp": FieldKind.DENSITY, "nerf": FieldKind.DENSITY}
+
+# Points per batch on a CPU: large enough to amortise Python overhead, small enough to stay in cache.
+CPU_BATCH_POINTS = 1 << 17
+# GPU batches use this share of the free memory, at this many bytes per point (a hash-grid or
+# 256-wide MLP forward without gradients keeps a few kilobytes of activations per point).
+GPU_MEMORY_SHARE = 0.25
+GPU_BYTES_PER_POINT = 4096
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    resolution: int = 256  # finest cells along the scene box's longest side
+    method: SamplingMethod = SamplingMethod.MISE
+    initial_resolution: int = 0  # MISE's first lattice; 0: the resolution halved while it stays >= 32
+    level: float | None = None  # density threshold / probability / distance; None: the field kind's default
+    colour: bool = True
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
+    batch_points: int = 0  # 0: sized to the device's memory
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.resolution <= 2048:
+            raise ValueError(f"resolution must be between 8 and 2048 cells, got {self.resolution}")
+        if self.batch_points < 0:
+            raise ValueError(f"batch_points must be >= 0, got {self.batch_points}")
+        if self.method is SamplingMethod.MISE:
+            refinement_steps(self.resolution, self.mise_initial_resolution)
+
+    @property
+    def mise_initial_resolution(self) -> int:
+        return self.initial_resolution or initial_resolution_for(self.resolution)
+
+    @classmethod
+    def from_options(cls, resolution: int, options: Mapping[str, Any]) -> ExtractSettings:
+        """Settings from loose options (the protocol's ``Extract.settings``); unknown names are an error.
+
+        Clean-up options sit at the top level: ``keep_largest_components``, ``min_component_size``,
+        ``target_faces``, ``orient_outward``.
+        """
+        own = {f.name for f in dataclasses.fields(cls)} - {"cleanup", "resolution"}
+        cleanup_names = {f.name for f in dataclasses.fields(CleanupConfig)}
+        unknown = sorted(set(options) - own - cleanup_names)
+        if unknown:
+            raise ValueError(
+                f"extract: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(own | cleanup_names))}"
+            )
+        values = {name: value for name, value in options.items() if name in own}
+        if "method" in values:
+            values["method"] = SamplingMethod(values["method"])
+        cleanup = CleanupConfig(**{name: value for name, value in options.items() if name in cleanup_names})
+        return cls(resolution=int(resolution), cleanup=cleanup, **values)
+
+
+@dataclass(frozen=True)
+class MeshResult:
+    mesh: TriangleMesh
+    path: Path | None
+    level: SurfaceLevel
+    grid: Grid
+    n_queries: int  # field queries to find the surface (colours not counted)
+    sampling_seconds: float
+    total_seconds: float
+
+    @property
+    def vertex_count(self) -> int:
+        return self.mesh.n_vertices
+
+    @property
+    def face_count(self) -> int:
+        return self.mesh.n_faces
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description, what the CLI prints with ``--json``."""
+        minimum, maximum = self.mesh.bounds()
+        return {
+            "path": None if self.path is None else str(self.path),
+            "vertex_count": self.vertex_count,
+            "face_count": self.face_count,
+            "level": self.level.describe(),
+            "grid_cells": list(self.grid.cells),
+            "cell_size": self.grid.cell_size,
+            "n_queries": self.n_queries,
+            "sampling_seconds": round(self.sampling_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+            "bounds_min": minimum.tolist(),
+            "bounds_max": maximum.tolist(),
+        }
+
+
+class RadianceField(Protocol):
+    """What extraction needs from a trained radiance field (the trainer provides it), world units."""
+
+    def query_density(self, points_world: np.ndarray) -> np.ndarray: ...  # (n, 3) -> (n,)
+
+    def query_color(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> np.ndarray: ...  # -> (n, 3)
+
+
+def sample_field(
+    scalar: Callable[[np.ndarray], np.ndarray],
+    level: SurfaceLevel,
+    box_min: np.ndarray,
+    box_max: np.ndarray,
+    settings: ExtractSettings,
+    batch_points: int,
+) -> SampledGrid:
+    """The field's inside-ness on the extraction lattice, by the settings' method."""
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        return level.inside(scalar(points))
+
+    if settings.method is SamplingMethod.MISE:
+        initial = settings.mise_initial_resolution
+        grid = Grid.covering_box(box_min, box_max, settings.resolution, multiple_of=settings.resolution // initial)
+        return sample_mise(inside, grid, initial, batch_points)
+    grid = Grid.covering_box(box_min, box_max, settings.resolution)
+    return sample_dense(inside, grid, batch_points)
+
+
+def extract_radiance_mesh(
+    field_queries: RadianceField,
+    box_min: np.ndarray,
+    box_max: np.ndarray,
+    settings: ExtractSettings,
+    batch_points: int,
+    colours_are_linear: bool = False,
+    what: str = "the field",
+) -> MeshResult:
+    """Mesh of a radiance field's density level set inside the box, coloured, cleaned, not written."""
+    started = time.perf_counter()
+    box_min = np.asarray(box_min, dtype=np.float64)
+    box_max = np.asarray(box_max, dtype=np.float64)
+    diagonal = float(np.linalg.norm(box_max - box_min))
+    level = (
+        SurfaceLevel(FieldKind.DENSITY, settings.level)
+        if settings.level is not None
+        else SurfaceLevel.default_for(FieldKind.DENSITY, diagonal)
+    )
+    sampled = sample_field(field_queries.query_density, level, box_min, box_max, settings, batch_points)
+    sampling_seconds = time.perf_counter() - started
+    mesh = marching_cubes(sampled, what=what, level=level.describe())
+    mesh = clean_mesh(mesh, settings.cleanup, diagonal)
+    if mesh.n_faces == 0:
+        raise ValueError(f"clean-up removed every face of {what}'s mesh: loosen min_component_size")
+    if settings.colour:
+        colours = colours_along_normals(
+            mesh,
+            field_queries.query_density,
+            field_queries.query_color,
+            depth=2.0 * sampled.grid.cell_size,
+            batch_points=batch_points,
+        )
+        mesh = mesh.with_colors(linear_to_srgb(colours).astype(np.float32) if colours_are_linear else colours)
+    return MeshResult(
+        mesh=mesh,
+        path=None,
+        level=level,
+        grid=sampled.grid,
+        n_queries=sampled.n_queries,
+        sampling_seconds=sampling_seconds,
+        total_seconds=time.perf_counter() - started,
+    )
+
+
+def points_per_batch(device: Any) -> int:
+    """Points per field query for ``device`` (a torch.device): a share of free GPU memory, else a fixed size."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        by_memory = int(free_bytes * GPU_MEMORY_SHARE) // GPU_BYTES_PER_POINT
+        return max(1 << 16, min(by_memory, 1 << 22))
+    return CPU_BATCH_POINTS
+
+
+def extract_mesh_from_trainer(trainer: Any, settings: ExtractSettings) -> MeshResult:
+    """Mesh of a trained field (``Trainer``) in world units, not written. See :func:`extract_to_file`."""
+    field_name = trainer.config.field
+    kind = FIELD_KINDS.get(field_name)
+    if kind is None:
+        raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {sorted(FIELD_KINDS)}")
+    box = trainer.scene_box
+    batch_points = settings.batch_points or points_per_batch(getattr(trainer, "device", None))
+    return extract_radiance_mesh(
+        trainer,
+        np.asarray(box.minimum, dtype=np.float64),
+        np.asarray(box.maximum, dtype=np.float64),
+        settings,
+        batch_points,
+        colours_are_linear=getattr(trainer, "color_space", "srgb") == "linear",
+        what=f"the {field_name} field",
+    )
+
+
+def extract_to_file(trainer: Any, out_path: Path, resolution: int = 256, **options: Any) -> MeshResult:
+    """Extract and write ``out_path`` (.ply, .obj or .glb) atomically; the session's ``Extract`` command.
+
+    Raises ``EmptySurfaceError`` (nothing written) when the field has no surface at the level,
+    ``FileExistsError`` when ``out_path`` exists and ``overwrite`` is not set.
+    """
+    out_path = Path(out_path)
+    settings = ExtractSettings.from_options(resolution, options)
+    if out_path.exists() and not settings.overwrite:
+        raise FileExistsError(f"{out_path} already exists; choose another name or set overwrite")
+    result = extract_mesh_from_trainer(trainer, settings)
+    path = write_mesh(result.mesh, out_path, overwrite=settings.overwrite)
+    return dataclasses.replace(result, path=path)
