@@ -222,6 +222,16 @@ class Progress(Message):
 
 @_register
 @dataclass
+class Status(Message):
+    """The session changed state: ``idle`` (no run, or a run ended), ``training`` or ``paused``."""
+
+    type: ClassVar[str] = "status"
+    state: str = "idle"
+    step: int = 0
+
+
+@_register
+@dataclass
 class PreviewFrame(Message):
     """A rendered view. ``payload`` is ``width*height*4`` bytes of RGBA uint8, bottom row first
     (Blender's ``Image.pixels`` order), so the add-on copies it without flipping."""
@@ -263,7 +273,8 @@ class Error(Message):
     type: ClassVar[str] = "error"
     message: str = ""
     traceback: str = ""
-    fatal: bool = False
+    fatal: bool = False  # the session is over
+    command: str = ""  # the command that failed, when one did ("train": the run never started)
 
 
 @_register

@@ -381,6 +381,7 @@ class Session:
             )
         )
         LOG.info("session %s started (engine %s, pid %d)", first.session_id or "-", __version__, os.getpid())
+        self.writer.send(protocol.Status(state="idle"))
         return None
 
     # -- main loop -----------------------------------------------------------------
@@ -434,7 +435,11 @@ class Session:
             handler(item)
         except Exception as exc:
             LOG.exception("%s failed", item.type)
-            self.writer.send(protocol.Error(message=f"{item.type} failed: {exc}", traceback=traceback.format_exc()))
+            self.writer.send(
+                protocol.Error(
+                    message=f"{item.type} failed: {exc}", traceback=traceback.format_exc(), command=item.type
+                )
+            )
 
     # -- commands ------------------------------------------------------------------
 
@@ -465,15 +470,22 @@ class Session:
             self.view = default_view(transforms)
         self.training, self.paused = True, False
         self.clock = SessionClock()
+        self.writer.send(protocol.Status(state="training", step=self._step()))
 
     def _on_pause(self, _: protocol.Pause) -> None:
+        if not self.training:
+            raise RuntimeError("nothing is training")
         self.paused = True
         LOG.info("paused at step %d", self._step())
+        self.writer.send(protocol.Status(state="paused", step=self._step()))
 
     def _on_resume(self, _: protocol.Resume) -> None:
+        if not self.training:
+            raise RuntimeError("nothing is training")
         self.paused = False
         self.clock = SessionClock(started=self.clock.started)
         LOG.info("resumed at step %d", self._step())
+        self.writer.send(protocol.Status(state="training", step=self._step()))
 
     def _on_stop(self, _: protocol.Stop) -> None:
         if not self.training:

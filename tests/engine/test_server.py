@@ -68,12 +68,12 @@ class EngineProcess:
         self.send_bytes(protocol.encode(message))
 
     def next_event(self, timeout: float = 30.0) -> protocol.Message | None:
-        """The next event that is not an informational log line; ``None`` at the end of the stream."""
+        """The next event that is not a log line or status change; ``None`` at the end of the stream."""
         while True:
             event = self.events.get(timeout=timeout)
             if isinstance(event, Exception):
                 raise event
-            if not isinstance(event, protocol.Log):
+            if not isinstance(event, protocol.Log | protocol.Status):
                 return event
 
     def wait(self, timeout: float = 30.0) -> int:
@@ -149,6 +149,7 @@ def test_train_with_a_missing_dataset_names_it(engine: EngineProcess, tmp_path: 
     engine.send(protocol.Train(dataset=str(tmp_path / "no-such-dataset"), out_dir=str(tmp_path / "run")))
     event = engine.next_event()
     assert isinstance(event, protocol.Error) and "no-such-dataset" in event.message, event
+    assert event.command == "train" and not event.fatal
     engine.send(protocol.Shutdown())
     assert engine.wait() == 0
 
