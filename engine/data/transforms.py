@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -564,10 +565,18 @@ def _frame_json(frame: Frame, per_frame_intrinsics: bool) -> dict[str, Any]:
     return entry
 
 
+# A list of numbers spread over lines by json.dumps(indent=...); JSON strings never hold a raw newline.
+_NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9][-+0-9.eE]*(?:,\n\s*-?[0-9][-+0-9.eE]*)*)\n\s*\]")
+
+
 def _write_json_atomic(target: Path, document: dict[str, Any]) -> None:
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    # One matrix row or vector per line keeps the file readable.
+    text = _NUMBER_LIST.sub(lambda match: "[" + ", ".join(re.split(r",\s*", match.group(1))) + "]", text)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file private (0600); a dataset file gets the usual permissions.
+        os.chmod(temporary, 0o666 & ~current_umask())
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()
@@ -579,6 +588,13 @@ def _write_json_atomic(target: Path, document: dict[str, Any]) -> None:
 
 
 # --- image headers -----------------------------------------------------------------------------
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _png_info(stream: Any, path: Path) -> ImageInfo:
