@@ -23,7 +23,28 @@ class VIEW3D_PT_fieldwork(bpy.types.Panel):
         layout.operator("fieldwork.check_engine", icon="CHECKMARK")
 
 
-_CLASSES = (VIEW3D_PT_fieldwork,)
+class VIEW3D_PT_fieldwork_extract(bpy.types.Panel):
+    bl_label = "Extract"
+    bl_idname = "VIEW3D_PT_fieldwork_extract"
+    bl_parent_id = "VIEW3D_PT_fieldwork"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Fieldwork"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.fieldwork  # type: ignore[attr-defined]
+        layout.prop(settings, "mesh_run_dir")
+        layout.prop(settings, "mesh_resolution")
+        layout.prop(settings, "mesh_replace_previous")
+        extract = layout.operator("fieldwork.extract_mesh", icon="MESH_MONKEY")
+        extract.run_dir = settings.mesh_run_dir
+        extract.resolution = settings.mesh_resolution
+        extract.replace_previous = settings.mesh_replace_previous
+        layout.operator("fieldwork.import_mesh", icon="IMPORT")
+
+
+_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_extract)
 
 
 def register() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 FIELD_ITEMS = [
     ("ngp", "Instant-NGP", "Multiresolution hash grid radiance field: fast"),
@@ -22,6 +22,15 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         description="Where datasets, checkpoints and meshes are written ('//' is the .blend's folder)",
         subtype="DIR_PATH",
         default="//fieldwork/",
+    )
+    mesh_run_dir: StringProperty(  # type: ignore[valid-type]
+        name="Run Folder", description="The training run to extract a mesh from", subtype="DIR_PATH"
+    )
+    mesh_resolution: IntProperty(  # type: ignore[valid-type]
+        name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
+    )
+    mesh_replace_previous: BoolProperty(  # type: ignore[valid-type]
+        name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
     )
 
 

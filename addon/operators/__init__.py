@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import check_engine
+from . import check_engine, extract_mesh, import_mesh
 
-_MODULES = (check_engine,)
+_MODULES = (check_engine, import_mesh, extract_mesh)
 
 
 def classes() -> list[type]:

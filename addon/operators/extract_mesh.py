@@ -1,0 +1,179 @@
+"""FIELDWORK_OT_extract_mesh: ``python -m engine extract`` on a run folder, then import the mesh.
+
+Runs the engine as a child process, so it works on any finished run without a live
+session. Interactively it polls the child from a timer (the interface stays responsive,
+Esc cancels); in background mode (``blender -b``) it runs the child to completion.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+
+from .. import engine_env, importers, preferences
+from .import_mesh import select_only
+
+MESH_FOLDER = "meshes"
+POLL_SECONDS = 0.25
+
+
+class ExtractError(RuntimeError):
+    """The engine could not make a mesh; the message is the engine's own (names the run or level)."""
+
+
+def fresh_mesh_path(run_dir: Path, resolution: int) -> Path:
+    """``RUN/meshes/mesh-RES.ply``, numbered so an earlier mesh is never overwritten."""
+    folder = run_dir / MESH_FOLDER
+    candidate = folder / f"mesh-{resolution}.ply"
+    number = 2
+    while candidate.exists():
+        candidate = folder / f"mesh-{resolution}-{number}.ply"
+        number += 1
+    return candidate
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    run_dir: Path
+    out_path: Path
+    command: list[str]
+
+
+def finished_job_result(job: ExtractJob, returncode: int, stdout: str, stderr: str) -> dict:
+    """The engine's JSON summary, or :class:`ExtractError` with the engine's message."""
+    if returncode != 0:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        message = lines[-1] if lines else f"the engine exited with status {returncode}"
+        raise ExtractError(message.removeprefix("fieldwork extract: "))
+    lines = [line for line in stdout.strip().splitlines() if line.startswith("{")]
+    if not lines or not job.out_path.is_file():
+        raise ExtractError(f"the engine finished but wrote no mesh to {job.out_path}")
+    return json.loads(lines[-1])
+
+
+class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
+    """Extract a coloured mesh from a trained run (MISE + marching cubes) and import it, aligned with the scene"""
+
+    bl_idname = "fieldwork.extract_mesh"
+    bl_label = "Extract Mesh"
+    bl_options = {"REGISTER", "UNDO"}
+
+    run_dir: StringProperty(name="Run Folder", subtype="DIR_PATH")  # type: ignore[valid-type]
+    resolution: IntProperty(  # type: ignore[valid-type]
+        name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
+    )
+    level: FloatProperty(  # type: ignore[valid-type]
+        name="Density Level", description="Surface density threshold (0: automatic, from the scene size)", min=0.0
+    )
+    keep_largest: IntProperty(  # type: ignore[valid-type]
+        name="Keep Largest Parts", description="Keep only this many largest connected parts (0: all)", min=0
+    )
+    target_faces: IntProperty(  # type: ignore[valid-type]
+        name="Target Faces", description="Decimate to at most this many faces (0: no decimation)", min=0
+    )
+    replace_previous: BoolProperty(  # type: ignore[valid-type]
+        name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
+    )
+
+    _job: ExtractJob | None = None
+    _process: subprocess.Popen | None = None
+    _timer: bpy.types.Timer | None = None
+
+    def _prepare(self, context: bpy.types.Context) -> ExtractJob:
+        if not self.run_dir:
+            raise ExtractError("No run folder given: train first, or pick a run folder")
+        run_dir = Path(bpy.path.abspath(self.run_dir)).resolve()
+        if not run_dir.is_dir():
+            raise ExtractError(f"Run folder {run_dir} does not exist")
+        python = preferences.resolve_engine_python(context)
+        out_path = fresh_mesh_path(run_dir, self.resolution)
+        arguments = [str(run_dir), "--resolution", str(self.resolution), "--out", str(out_path), "--json"]
+        if self.level > 0:
+            arguments += ["--level", repr(self.level)]
+        if self.keep_largest:
+            arguments += ["--keep-largest", str(self.keep_largest)]
+        if self.target_faces:
+            arguments += ["--target-faces", str(self.target_faces)]
+        return ExtractJob(run_dir, out_path, engine_env.engine_command(python, "extract", *arguments))
+
+    def _import(self, context: bpy.types.Context, job: ExtractJob, summary: dict) -> None:
+        scene = context.scene
+        if scene is None:
+            raise ExtractError("No scene to import the mesh into")
+        obj = importers.import_mesh_file(
+            scene, job.out_path, source=str(job.run_dir), replace_previous=self.replace_previous
+        )
+        select_only(context, obj)
+        self.report(
+            {"INFO"},
+            f"Extracted {obj.name}: {summary['vertex_count']} vertices, {summary['face_count']} faces "
+            f"in {summary['total_seconds']:.1f} s ({summary['n_queries']} field queries)",
+        )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Blocking: background mode, scripts, and the redo panel."""
+        try:
+            job = self._prepare(context)
+            completed = subprocess.run(
+                job.command, capture_output=True, text=True, env=engine_env.engine_environment(), check=False
+            )
+            summary = finished_job_result(job, completed.returncode, completed.stdout, completed.stderr)
+            self._import(context, job, summary)
+        except (ExtractError, engine_env.EngineSetupError, importers.MeshImportError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        try:
+            self._job = self._prepare(context)
+        except (ExtractError, engine_env.EngineSetupError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self._process = subprocess.Popen(
+            self._job.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=engine_env.engine_environment(),
+        )
+        self._timer = context.window_manager.event_timer_add(POLL_SECONDS, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        context.workspace.status_text_set(f"Fieldwork: extracting a mesh at {self.resolution}^3 (Esc cancels)")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        assert self._process is not None and self._job is not None
+        if event.type == "ESC":
+            self._process.terminate()
+            self._process.communicate()
+            self._finish(context)
+            self.report({"WARNING"}, "Mesh extraction cancelled")
+            return {"CANCELLED"}
+        if event.type != "TIMER" or self._process.poll() is None:
+            return {"PASS_THROUGH"}
+        stdout, stderr = self._process.communicate()
+        self._finish(context)
+        try:
+            summary = finished_job_result(self._job, self._process.returncode, stdout, stderr)
+            self._import(context, self._job, summary)
+        except (ExtractError, importers.MeshImportError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def _finish(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        context.workspace.status_text_set(None)
+
+
+CLASSES = (FIELDWORK_OT_extract_mesh,)
