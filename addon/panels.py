@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from . import client
+
 
 class VIEW3D_PT_fieldwork(bpy.types.Panel):
     bl_label = "Fieldwork"
@@ -44,14 +46,74 @@ class VIEW3D_PT_fieldwork_extract(bpy.types.Panel):
         layout.operator("fieldwork.import_mesh", icon="IMPORT")
 
 
-_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_extract)
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class VIEW3D_PT_fieldwork_train(bpy.types.Panel):
+    bl_label = "Train"
+    bl_idname = "VIEW3D_PT_fieldwork_train"
+    bl_parent_id = "VIEW3D_PT_fieldwork"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Fieldwork"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.fieldwork  # type: ignore[attr-defined]
+        layout.prop(settings, "dataset_dir")
+        row = layout.row(align=True)
+        row.prop(settings, "preview_mode", expand=True)
+        layout.prop(settings, "show_preview_overlay")
+        col = layout.column(align=True)
+        col.prop(settings, "preview_max_side")
+        col.prop(settings, "preview_every_s")
+        session = client.session_for(client.scene_key(context.scene))  # type: ignore[arg-type]
+        state = session.state if session is not None else None
+        if state is None or not state.active:
+            layout.operator("fieldwork.train", icon="PLAY")
+        else:
+            layout.operator("fieldwork.stop", icon="SNAP_FACE")
+        if state is None:
+            return
+        progress_text = f"{state.status}: step {state.step} / {state.total_steps}"
+        layout.progress(factor=state.progress_fraction, type="BAR", text=progress_text)
+        grid = layout.grid_flow(columns=2, even_columns=True)
+        grid.label(text=f"Loss {state.loss:.4g}")
+        grid.label(text=f"PSNR {state.psnr:.2f} dB")
+        grid.label(text=f"{state.rays_per_second / 1000:.1f}k rays/s")
+        grid.label(text=f"Frames {state.frames_received}")
+        grid.label(text=f"Elapsed {_duration(state.elapsed_s)}")
+        grid.label(text=f"Left {_duration(state.remaining_s)}")
+        if state.error:
+            box = layout.box()
+            for index, line in enumerate(state.error.splitlines()[:8]):
+                box.label(text=line, icon="ERROR" if index == 0 else "NONE")
+        elif state.message:
+            layout.label(text=state.message)
+
+
+def _draw_status_bar(self: bpy.types.Header, context: bpy.types.Context) -> None:
+    """Progress of the scene's training run in the status bar, like Blender's own jobs."""
+    session = client.session_for(client.scene_key(context.scene)) if context.scene is not None else None
+    if session is None or not session.state.active:
+        return
+    state = session.state
+    self.layout.progress(factor=state.progress_fraction, type="BAR", text=f"Fieldwork {state.step}/{state.total_steps}")
+
+
+_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_extract, VIEW3D_PT_fieldwork_train)
 
 
 def register() -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
+    bpy.types.STATUSBAR_HT_header.append(_draw_status_bar)
 
 
 def unregister() -> None:
+    bpy.types.STATUSBAR_HT_header.remove(_draw_status_bar)
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -59,6 +59,11 @@ class FieldworkPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "device")
         row = layout.row()
         row.operator("fieldwork.check_engine", icon="CHECKMARK")
+        row.operator("fieldwork.setup_engine", icon="IMPORT")
+        from .operators import setup_engine  # here, not at the top: that module imports this one
+
+        for line in setup_engine.status_lines():
+            layout.label(text=line)
         if self.last_check:
             box = layout.box()
             for line in self.last_check.splitlines():

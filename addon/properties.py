@@ -23,6 +23,43 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         subtype="DIR_PATH",
         default="//fieldwork/",
     )
+    # Live session (issue 5): previews and the dataset a run trains on.
+    dataset_dir: StringProperty(  # type: ignore[valid-type]
+        name="Dataset",
+        description="Train on this existing dataset folder (transforms.json); empty: render the scene's cameras "
+        "into <Output Folder>/dataset first",
+        subtype="DIR_PATH",
+        default="",
+    )
+    preview_mode: EnumProperty(  # type: ignore[valid-type]
+        name="Preview",
+        description="What the live preview shows",
+        items=[
+            ("color", "Color", "The field's rendered colour"),
+            ("depth", "Depth", "Distance along each ray, near bright, far dark"),
+            ("opacity", "Opacity", "Accumulated opacity along each ray"),
+        ],
+        default="color",
+    )
+    show_preview_overlay: BoolProperty(  # type: ignore[valid-type]
+        name="Viewport Preview",
+        description="Draw the live preview over the 3D viewport, rendered from the viewport's own view",
+        default=True,
+    )
+    preview_max_side: IntProperty(  # type: ignore[valid-type]
+        name="Preview Size",
+        description="Longest side of preview frames in pixels (smaller while training is slow)",
+        default=256,
+        min=16,
+        max=2048,
+    )
+    preview_every_s: FloatProperty(  # type: ignore[valid-type]
+        name="Preview Interval (s)",
+        description="Seconds between previews at most; the engine spaces them further when they would slow training",
+        default=0.5,
+        min=0.05,
+        max=60.0,
+    )
     mesh_run_dir: StringProperty(  # type: ignore[valid-type]
         name="Run Folder", description="The training run to extract a mesh from", subtype="DIR_PATH"
     )

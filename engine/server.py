@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -641,19 +641,14 @@ class Session:
 
 
 def train_config(command: protocol.Train) -> Any:
-    """The trainer's typed config from a Train command; ``settings`` may set any other config field."""
+    """The trainer's typed config from a Train command; ``settings`` may set any other config field
+    (nested ones as dictionaries, e.g. ``{"ngp": {"log2_table_size": 14}}``); unknown names are an error."""
     from .train.config import TrainConfig
 
-    known = {f.name for f in fields(TrainConfig)}
-    values: dict[str, Any] = {}
-    for name in ("field", "steps", "minutes", "device", "downscale", "seed"):
-        if name in known:
-            values[name] = getattr(command, name)
-    unknown = sorted(set(command.settings) - known)
-    if unknown:
-        raise ValueError(f"train: unknown setting(s) {', '.join(unknown)}; TrainConfig has {', '.join(sorted(known))}")
+    values: dict[str, Any] = {name: getattr(command, name) for name in ("field", "steps", "minutes", "device")}
+    values.update(downscale=command.downscale, seed=command.seed)
     values.update(command.settings)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 def default_view(transforms: Transforms) -> PreviewView:

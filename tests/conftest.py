@@ -143,3 +143,21 @@ def empty_scene(fieldwork_addon: str):  # type: ignore[no-untyped-def]
 
     bpy.ops.wm.read_homefile(use_empty=True)
     yield bpy.context.scene
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(fieldwork_addon: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Cycles-rendered dataset, cached for the test session: the demo object, 8 cameras, 32 px, 4 samples.
+
+    Built with scripts/scenes.py and exported by the add-on's capture; the current file is
+    replaced by an empty one afterwards, so tests start from a clean scene.
+    """
+    import bpy
+
+    from scripts.scenes import build_object_scene
+
+    info = build_object_scene(camera_count=8, resolution=32, samples=4)
+    out_dir = tmp_path_factory.mktemp("tiny-dataset") / "dataset"
+    addon_module("capture").export_dataset(info.scene, out_dir)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return out_dir
