@@ -512,7 +512,8 @@ def import_dataset(
 ) -> list[bpy.types.Object]:
     """Make one camera per frame of a dataset, in a new collection inside the "Fieldwork" collection.
 
-    Each camera shows its image as a camera background image. ``set_render_resolution`` sets the
+    Each camera shows its image as a camera background image; a dataset's scene box becomes a cube
+    empty "<dataset> scene box" in the same collection. ``set_render_resolution`` sets the
     scene's render resolution and pixel aspect to the first frame's; frames that differ from the
     scene keep their own in the camera's ``fieldwork_resolution`` / ``fieldwork_pixel_aspect``.
     Everything is checked before anything is created: a bad dataset adds nothing to the file.
@@ -539,7 +540,8 @@ def import_dataset(
         render.resolution_percentage = 100
         render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
 
-    collection = bpy.data.collections.new(f"{transforms.root.resolve().name or 'dataset'} cameras")
+    dataset_name = transforms.root.resolve().name or "dataset"
+    collection = bpy.data.collections.new(f"{dataset_name} cameras")
     _fieldwork_collection(scene).children.link(collection)
     cameras = []
     for frame, camera_values in zip(transforms.frames, settings, strict=True):
@@ -578,7 +580,19 @@ def import_dataset(
         camera[SPLIT_PROPERTY] = frame.split
         collection.objects.link(camera)
         cameras.append(camera)
+    if transforms.scene_box is not None:
+        collection.objects.link(_scene_box_empty(f"{dataset_name} scene box", transforms.scene_box))
     return cameras
+
+
+def _scene_box_empty(name: str, box: SceneBox) -> bpy.types.Object:
+    """A cube empty spanning the box: export reads it back as the scene box (``scene_box_object``)."""
+    empty = bpy.data.objects.new(name, None)
+    empty.empty_display_type = "CUBE"
+    empty.empty_display_size = 1.0  # the cube spans -1..1 before scale
+    empty.location = box.center
+    empty.scale = tuple(side / 2.0 for side in box.size)
+    return empty
 
 
 def _fieldwork_collection(scene: bpy.types.Scene) -> bpy.types.Collection:

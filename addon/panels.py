@@ -25,6 +25,32 @@ class VIEW3D_PT_fieldwork(bpy.types.Panel):
         layout.operator("fieldwork.check_engine", icon="CHECKMARK")
 
 
+class VIEW3D_PT_fieldwork_capture(bpy.types.Panel):
+    bl_label = "Capture"
+    bl_idname = "VIEW3D_PT_fieldwork_capture"
+    bl_parent_id = "VIEW3D_PT_fieldwork"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Fieldwork"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        capture = context.scene.fieldwork.capture  # type: ignore[attr-defined]
+        layout.prop(capture, "camera_scope")
+        if capture.camera_scope == "COLLECTION":
+            layout.prop(capture, "camera_collection")
+        layout.prop(capture, "image_source")
+        if capture.image_source == "folder":
+            layout.prop(capture, "image_folder")
+        layout.prop(capture, "scene_box_object")
+        row = layout.row(align=True)
+        row.prop(capture, "holdout_every")
+        row.prop(capture, "split_files", toggle=True)
+        row = layout.row(align=True)
+        row.operator("fieldwork.export_dataset", icon="EXPORT")
+        row.operator("fieldwork.import_dataset", icon="IMPORT")
+
+
 class VIEW3D_PT_fieldwork_extract(bpy.types.Panel):
     bl_label = "Extract"
     bl_idname = "VIEW3D_PT_fieldwork_extract"
@@ -104,7 +130,7 @@ def _draw_status_bar(self: bpy.types.Header, context: bpy.types.Context) -> None
     self.layout.progress(factor=state.progress_fraction, type="BAR", text=f"Fieldwork {state.step}/{state.total_steps}")
 
 
-_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_extract, VIEW3D_PT_fieldwork_train)
+_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_capture, VIEW3D_PT_fieldwork_extract, VIEW3D_PT_fieldwork_train)
 
 
 def register() -> None:

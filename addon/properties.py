@@ -11,7 +11,50 @@ FIELD_ITEMS = [
 ]
 
 
+class FieldworkCaptureSettings(bpy.types.PropertyGroup):
+    """Which cameras and images become a dataset (``scene.fieldwork.capture``)."""
+
+    camera_scope: EnumProperty(  # type: ignore[valid-type]
+        name="Cameras",
+        items=[
+            ("VIEW_LAYER", "All in View Layer", "Every perspective camera in the view layer"),
+            ("SELECTED", "Selected", "The selected cameras"),
+            ("COLLECTION", "Collection", "The cameras in one collection"),
+        ],
+        default="VIEW_LAYER",
+    )
+    camera_collection: PointerProperty(name="Camera Collection", type=bpy.types.Collection)  # type: ignore[valid-type]
+    image_source: EnumProperty(  # type: ignore[valid-type]
+        name="Images",
+        items=[
+            ("render", "Render", "Render every camera with the scene's render engine"),
+            ("background", "Background Images", "Each camera's background image file"),
+            ("folder", "Photo Folder", "A file named after each camera (Camera.png, .jpg or .exr) in a folder"),
+        ],
+        default="render",
+    )
+    image_folder: StringProperty(  # type: ignore[valid-type]
+        name="Photo Folder", description="Folder with one image per camera, named after it", subtype="DIR_PATH"
+    )
+    scene_box_object: PointerProperty(  # type: ignore[valid-type]
+        name="Scene Box",
+        description="Object whose bounds are the scene box (empty: the visible geometry, else the cameras)",
+        type=bpy.types.Object,
+    )
+    holdout_every: IntProperty(  # type: ignore[valid-type]
+        name="Hold Out Every",
+        description="Hold out frames 0, N, 2N, ... as test images (0: none, or the splits an imported dataset had)",
+        default=0,
+        min=0,
+        soft_max=50,
+    )
+    split_files: BoolProperty(  # type: ignore[valid-type]
+        name="Split Files", description="Also write transforms_train/val/test.json (NeRF synthetic layout)"
+    )
+
+
 class FieldworkSceneSettings(bpy.types.PropertyGroup):
+    capture: PointerProperty(type=FieldworkCaptureSettings)  # type: ignore[valid-type]
     field: EnumProperty(name="Field", items=FIELD_ITEMS, default="ngp")  # type: ignore[valid-type]
     steps: IntProperty(name="Steps", default=2000, min=1, soft_max=100000)  # type: ignore[valid-type]
     minutes: FloatProperty(  # type: ignore[valid-type]
@@ -71,7 +114,7 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
     )
 
 
-_CLASSES = (FieldworkSceneSettings,)
+_CLASSES = (FieldworkCaptureSettings, FieldworkSceneSettings)
 
 
 def register() -> None:

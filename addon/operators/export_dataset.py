@@ -1,0 +1,108 @@
+"""FIELDWORK_OT_export_dataset: the scene's cameras and images become a transforms.json dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, StringProperty
+
+from .. import capture
+from ..camera_math import CameraError
+from ..engine.data.transforms import TransformsError
+
+DATASET_SUBFOLDER = "dataset"
+
+
+def dataset_folder(context: bpy.types.Context, directory: str) -> Path:
+    """Where the dataset goes: ``directory``, else ``<Output Folder>/dataset``; '//' is the .blend's folder."""
+    chosen = directory or str(Path(context.scene.fieldwork.output_dir) / DATASET_SUBFOLDER)  # type: ignore[attr-defined]
+    if chosen.startswith("//") and not bpy.data.filepath:
+        raise capture.CaptureError(f"{chosen} is relative to the .blend file, which is not saved: save it first")
+    return Path(bpy.path.abspath(chosen))
+
+
+def chosen_cameras(context: bpy.types.Context) -> list[bpy.types.Object] | None:
+    """The cameras the Capture settings pick; None means every perspective camera in the view layer."""
+    settings = context.scene.fieldwork.capture  # type: ignore[attr-defined]
+    if settings.camera_scope == "SELECTED":
+        return sorted((obj for obj in context.selected_objects if obj.type == "CAMERA"), key=lambda obj: obj.name)
+    if settings.camera_scope == "COLLECTION":
+        if settings.camera_collection is None:
+            raise capture.CaptureError("pick the camera collection in the Capture panel")
+        cameras = (obj for obj in settings.camera_collection.all_objects if obj.type == "CAMERA")
+        return sorted(cameras, key=lambda obj: obj.name)
+    return None
+
+
+class FIELDWORK_OT_export_dataset(bpy.types.Operator):
+    """Write the chosen cameras and their images (rendered, background images or photos) as a dataset folder"""
+
+    bl_idname = "fieldwork.export_dataset"
+    bl_label = "Export Dataset"
+    # Rendering changes render settings only for its duration and restores them: nothing to undo.
+    bl_options = {"REGISTER"}
+
+    directory: StringProperty(  # type: ignore[valid-type]
+        name="Folder",
+        description="Dataset folder to write (empty: <Output Folder>/dataset)",
+        subtype="DIR_PATH",
+        options={"SKIP_SAVE"},
+    )
+    overwrite: BoolProperty(  # type: ignore[valid-type]
+        name="Replace Existing",
+        description="Replace a dataset already in the folder",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        try:
+            target = dataset_folder(context, self.directory)
+        except capture.CaptureError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if (target / "transforms.json").is_file() and not self.overwrite:
+            self.overwrite = True
+            return set(
+                context.window_manager.invoke_confirm(
+                    self, event, title="Replace Dataset", message=f"Replace the dataset in {target}?"
+                )
+            )
+        return self.execute(context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.fieldwork.capture  # type: ignore[attr-defined]
+        window_manager = context.window_manager
+
+        def progress(done: int, total: int) -> None:
+            if done == 0:
+                window_manager.progress_begin(0, total)
+            window_manager.progress_update(done)
+
+        try:
+            target = dataset_folder(context, self.directory)
+            image_folder = Path(bpy.path.abspath(settings.image_folder)) if settings.image_source == "folder" else None
+            path = capture.export_dataset(
+                context.scene,  # type: ignore[arg-type]  # always set inside an operator
+                target,
+                cameras=chosen_cameras(context),
+                image_source=settings.image_source,
+                image_folder=image_folder,
+                scene_box_object=settings.scene_box_object,
+                holdout_every=settings.holdout_every,
+                progress=progress,
+                split_files=settings.split_files,
+                overwrite=self.overwrite,
+                view_layer=context.view_layer,
+            )
+        except (capture.CaptureError, CameraError, TransformsError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        finally:
+            window_manager.progress_end()
+        self.report({"INFO"}, f"Dataset written: {path}")
+        return {"FINISHED"}
+
+
+CLASSES = (FIELDWORK_OT_export_dataset,)

@@ -1,0 +1,509 @@
+"""Capture against real Blender: Cycles renders reprojected, round trips, bad input, atomic writes, operators."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from engine.data.transforms import Frame, Intrinsics, SceneBox, Transforms, read_transforms, write_transforms
+from tests.conftest import REPO, addon_module
+
+# Small emissive spheres at known places on a black world; the cameras look at the origin from about 2.5 units,
+# from directions where every marker is inside the image and apart from the others.
+MARKERS = [(0.0, 0.0, 0.0), (0.5, 0.2, 0.3), (-0.45, 0.35, -0.2), (0.25, -0.5, -0.4), (-0.3, -0.25, 0.5)]
+MARKER_RADIUS = 0.05
+
+
+def look_at(eye: tuple[float, float, float], roll: float = 0.0) -> list[list[float]]:
+    """Camera-to-world for a camera at ``eye`` looking at the origin, +Z up, rolled by ``roll`` radians."""
+    eye_vec = np.asarray(eye, dtype=np.float64)
+    forward = -eye_vec / np.linalg.norm(eye_vec)
+    right = np.cross(forward, (0.0, 0.0, 1.0))
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    right, up = (
+        math.cos(roll) * right + math.sin(roll) * up,
+        -math.sin(roll) * right + math.cos(roll) * up,
+    )
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, -forward, eye_vec
+    return pose.tolist()
+
+
+def add_camera(scene, name: str, pose: list[list[float]], **settings: object):  # type: ignore[no-untyped-def]
+    import bpy
+    import mathutils
+
+    data = bpy.data.cameras.new(name)
+    for key, value in settings.items():
+        setattr(data, key, value)
+    camera = bpy.data.objects.new(name, data)
+    camera.matrix_world = mathutils.Matrix(pose)
+    scene.collection.objects.link(camera)
+    return camera
+
+
+def build_marker_scene(scene) -> None:  # type: ignore[no-untyped-def]
+    import bpy
+
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 16
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.use_denoising = False
+    scene.cycles.max_bounces = 0
+    scene.view_settings.view_transform = "Standard"  # emission 1.0 stays 1.0: no tone curve on the markers
+    scene.world = None  # no world: a black background
+    material = bpy.data.materials.new("Marker")
+    if material.node_tree is None:  # Blender before 5.0 makes node trees on request
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    nodes.clear()
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 1.0
+    output = nodes.new("ShaderNodeOutputMaterial")
+    material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    for index, position in enumerate(MARKERS):
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=MARKER_RADIUS, segments=16, ring_count=8, location=position)
+        marker = bpy.context.active_object
+        marker.name = f"Marker {index}"
+        marker.data.materials.append(material)
+
+
+def detect_markers(image_path: Path) -> np.ndarray:
+    """(n_blobs, 2) intensity-weighted centroids in pixels (x right, y down, pixel centres at +0.5)."""
+    encoded = iio.imread(image_path)[..., :3].astype(np.float64).mean(axis=-1) / 255.0
+    # Weights in linear light: coverage mixes linearly; the sRGB curve would pull centroids to the brighter pixel.
+    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+    lit = linear > 0.01
+    seen = np.zeros_like(lit)
+    centroids = []
+    for start in zip(*np.nonzero(lit), strict=True):
+        if seen[start]:
+            continue
+        stack, pixels = [start], []
+        seen[start] = True
+        while stack:
+            row, column = stack.pop()
+            pixels.append((row, column))
+            for d_row in (-1, 0, 1):
+                for d_column in (-1, 0, 1):
+                    near = (row + d_row, column + d_column)
+                    if 0 <= near[0] < lit.shape[0] and 0 <= near[1] < lit.shape[1] and lit[near] and not seen[near]:
+                        seen[near] = True
+                        stack.append(near)
+        rows, columns = np.array(pixels).T
+        weights = linear[rows, columns]
+        centroids.append(
+            (np.sum(weights * (columns + 0.5)) / weights.sum(), np.sum(weights * (rows + 0.5)) / weights.sum())
+        )
+    return np.array(centroids)
+
+
+@dataclass(frozen=True)
+class ProbeCase:
+    render: dict  # scene.render settings over 64x48 at 100%, square pixels
+    camera: dict  # camera data settings over a 35 mm lens, 36x24 mm sensor, AUTO fit
+    eye: tuple[float, float, float]  # the camera looks from here at the origin
+    roll: float = 0.0
+    own_resolution: tuple[int, int] | None = None  # the camera's fieldwork_resolution
+
+
+PORTRAIT = dict(resolution_x=48, resolution_y=64)
+REPROJECTION_CASES = {
+    "landscape AUTO shift": ProbeCase({}, dict(shift_x=0.08, shift_y=-0.06), (1.1, 2.1, 0.6)),
+    "portrait AUTO shift": ProbeCase(PORTRAIT, dict(shift_x=-0.07, shift_y=0.09), (1.0, 2.3, 0.3), roll=0.2),
+    "landscape HORIZONTAL": ProbeCase({}, dict(sensor_fit="HORIZONTAL", shift_x=0.05, shift_y=0.05), (-0.7, -2.3, 0.6)),
+    "portrait HORIZONTAL": ProbeCase(PORTRAIT, dict(sensor_fit="HORIZONTAL", lens=28.0), (-1.1, -2.1, 0.8), roll=-0.3),
+    "landscape VERTICAL": ProbeCase({}, dict(sensor_fit="VERTICAL", lens=30.0), (-0.7, -2.4, 0.7)),
+    "portrait VERTICAL shift": ProbeCase(
+        PORTRAIT, dict(sensor_fit="VERTICAL", sensor_height=30.0, shift_x=0.06, shift_y=-0.04), (0.9, 2.3, 0.3)
+    ),
+    "50% of 128x96": ProbeCase(
+        dict(resolution_x=128, resolution_y=96, resolution_percentage=50),
+        dict(shift_x=0.05, shift_y=0.03),
+        (-0.4, -2.5, -0.2),
+        roll=0.1,
+    ),
+    "pixel aspect 2:1": ProbeCase(dict(pixel_aspect_x=2.0), dict(shift_x=0.04), (0.4, 2.7, -0.2)),
+    "pixel aspect 1:1.5 VERTICAL": ProbeCase(
+        dict(resolution_x=48, resolution_y=48, pixel_aspect_y=1.5),
+        dict(sensor_fit="VERTICAL", shift_y=0.05),
+        (-0.4, -2.6, 0.3),
+    ),
+    "camera's own resolution 40x56": ProbeCase({}, dict(shift_x=-0.05), (-0.7, -2.3, 0.8), own_resolution=(40, 56)),
+}
+
+
+@pytest.mark.parametrize("case", list(REPROJECTION_CASES))
+def test_markers_in_cycles_renders_land_where_the_exported_cameras_project_them(
+    empty_scene, tmp_path: Path, case: str
+) -> None:
+    capture, camera_math = addon_module("capture"), addon_module("camera_math")
+    probe = REPROJECTION_CASES[case]
+    scene = empty_scene
+    build_marker_scene(scene)
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
+    for key, value in probe.render.items():
+        setattr(scene.render, key, value)
+    camera = add_camera(scene, "Probe", look_at(probe.eye, probe.roll), **{"lens": 35.0, **probe.camera})
+    if probe.own_resolution is not None:
+        camera.data[capture.RESOLUTION_PROPERTY] = list(probe.own_resolution)
+
+    transforms = read_transforms(capture.export_dataset(scene, tmp_path / "dataset", cameras=[camera]))
+
+    (frame,) = transforms.frames
+    projected = camera_math.project_points(frame.intrinsics, frame.camera_to_world, MARKERS)
+    # The test means something only if every marker is whole inside the image and apart from the others.
+    margin = 3.0
+    assert np.all(
+        (projected > margin) & (projected < (frame.intrinsics.width - margin, frame.intrinsics.height - margin))
+    )
+    gaps = np.linalg.norm(projected[:, None] - projected[None], axis=-1) + np.eye(len(MARKERS)) * 1e9
+    assert gaps.min() > 5.0, f"markers only {gaps.min():.1f} px apart in {case}"
+    detected = detect_markers(transforms.image_path(frame))
+    assert len(detected) == len(MARKERS), f"{case}: found {len(detected)} blobs"
+    errors = np.linalg.norm(detected[:, None] - projected[None], axis=-1).min(axis=0)
+    print(
+        f"REPROJECTION {case}: {frame.intrinsics.width}x{frame.intrinsics.height} px, "
+        f"mean {errors.mean():.3f} px, max {errors.max():.3f} px"
+    )
+    assert errors.max() < 0.5, f"{case}: reprojection errors {np.round(errors, 3)} px"
+
+
+def _two_camera_scene(scene):  # type: ignore[no-untyped-def]
+    import bpy
+
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = 16, 12
+    bpy.ops.mesh.primitive_cube_add(size=1.0)
+    first = add_camera(scene, "Cam A", look_at((3.0, -3.0, 1.0)))
+    second = add_camera(scene, "Cam B", look_at((-3.0, -3.0, 1.0)))
+    return first, second
+
+
+def test_a_failed_render_restores_settings_and_leaves_the_previous_dataset(empty_scene, tmp_path: Path) -> None:
+    capture = addon_module("capture")
+    scene = empty_scene
+    first, second = _two_camera_scene(scene)
+    out_dir = tmp_path / "dataset"
+    capture.export_dataset(scene, out_dir, cameras=[first])
+    before = {path.relative_to(out_dir): path.read_bytes() for path in out_dir.rglob("*") if path.is_file()}
+    scene.camera = second
+    scene.render.resolution_percentage = 50
+    scene.render.image_settings.file_format = "JPEG"
+    scene.render.image_settings.color_mode = "BW"
+
+    def fail_on_second_frame(done: int, total: int) -> None:
+        if done == 1:
+            raise RuntimeError("render failed")
+
+    with pytest.raises(RuntimeError, match="render failed"):
+        capture.export_dataset(scene, out_dir, cameras=[first, second], progress=fail_on_second_frame, overwrite=True)
+
+    assert scene.camera == second
+    assert scene.render.resolution_percentage == 50
+    assert (scene.render.image_settings.file_format, scene.render.image_settings.color_mode) == ("JPEG", "BW")
+    after = {path.relative_to(out_dir): path.read_bytes() for path in out_dir.rglob("*") if path.is_file()}
+    assert after == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset"], "a half-built dataset was left behind"
+
+
+def test_holdout_transparent_film_and_the_scene_box(empty_scene, tmp_path: Path) -> None:
+    import bpy
+
+    capture = addon_module("capture")
+    scene = empty_scene
+    first, second = _two_camera_scene(scene)
+    third = add_camera(scene, "Cam C", look_at((0.0, 4.0, 1.0)))
+    scene.render.film_transparent = True
+
+    path = capture.export_dataset(scene, tmp_path / "dataset", holdout_every=2)
+
+    dataset = read_transforms(path)
+    assert [(frame.name, frame.split) for frame in dataset.frames] == [
+        ("Cam A", "test"),
+        ("Cam B", "train"),
+        ("Cam C", "test"),
+    ]
+    assert dataset.has_alpha and iio.imread(dataset.image_path(dataset.frames[0])).shape == (12, 16, 4)
+    # The visible geometry is the unit cube at the origin.
+    assert dataset.scene_box == SceneBox(minimum=(-0.5, -0.5, -0.5), maximum=(0.5, 0.5, 0.5))
+    # A picked object's bounds win: an empty cube of size 2 scaled along x.
+    box = bpy.data.objects.new("Box", None)
+    box.empty_display_type = "CUBE"
+    box.empty_display_size = 2.0
+    box.scale = (3.0, 1.0, 1.0)
+    scene.collection.objects.link(box)
+    path = capture.export_dataset(
+        scene, tmp_path / "dataset", cameras=[third], scene_box_object=box, image_source="render", overwrite=True
+    )
+    assert read_transforms(path).scene_box == SceneBox(minimum=(-6.0, -2.0, -2.0), maximum=(6.0, 2.0, 2.0))
+    assert first.name == "Cam A" and second.name == "Cam B"
+
+
+def _dataset_on_disk(root: Path) -> Transforms:
+    """A dataset with two image sizes, non-square pixels, float64 numbers Blender cannot hold, and a test split."""
+    frames = []
+    intrinsics = [
+        Intrinsics(fl_x=41.123456789012, fl_y=43.98765432101, cx=17.3333333333, cy=11.9876543211, width=32, height=24),
+        Intrinsics(fl_x=55.5555555555, fl_y=55.5555555555, cx=12.1111111111, cy=20.7777777777, width=24, height=40),
+    ]
+    eyes = [(3.1234567891, -2.9876543219, 1.1111111111), (-2.2222222222, 3.3333333333, -1.4444444444)]
+    for index in range(4):
+        camera = intrinsics[index % 2]
+        file_path = f"images/frame_{index}.png"
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        iio.imwrite(root / file_path, np.full((camera.height, camera.width, 3), 40 * index, dtype=np.uint8))
+        frames.append(
+            Frame(
+                file_path=file_path,
+                camera_to_world=look_at(eyes[index % 2], roll=0.1 * index),
+                intrinsics=camera,
+                name=f"frame {index}",
+                split="test" if index == 3 else "train",
+            )
+        )
+    transforms = Transforms(
+        frames=frames, root=root, scene_box=SceneBox(minimum=(-1.25, -0.5, -0.75), maximum=(1.5, 0.5, 0.25))
+    )
+    write_transforms(root, transforms)
+    return transforms
+
+
+def test_import_then_export_gives_back_the_same_numbers(empty_scene, tmp_path: Path) -> None:
+    import bpy
+
+    capture = addon_module("capture")
+    scene = empty_scene
+    original = _dataset_on_disk(tmp_path / "original")
+
+    cameras = capture.import_dataset(scene, tmp_path / "original" / "transforms.json")
+
+    assert [camera.name for camera in cameras] == ["frame 0", "frame 1", "frame 2", "frame 3"]
+    collection = cameras[0].users_collection[0]
+    assert collection.name == "original cameras"
+    assert collection.name in {child.name for child in bpy.data.collections["Fieldwork"].children}
+    assert all(camera.data.background_images[0].image.size[:] == (f.intrinsics.width, f.intrinsics.height)
+               for camera, f in zip(cameras, original.frames, strict=True))  # fmt: skip
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (32, 24)
+    box_object = bpy.data.objects["original scene box"]
+
+    path = capture.export_dataset(
+        scene, tmp_path / "again", cameras=cameras, image_source="background", scene_box_object=box_object
+    )
+
+    again = read_transforms(path)
+    for before, after in zip(original.frames, again.frames, strict=True):
+        assert np.max(np.abs(np.subtract(before.camera_to_world, after.camera_to_world))) <= 1e-6
+        assert np.max(np.abs(np.subtract(astuple(before.intrinsics), astuple(after.intrinsics)))) <= 1e-6
+        assert (after.split, after.name) == (before.split, before.name)
+    assert np.max(np.abs(np.subtract(original.scene_box.minimum, again.scene_box.minimum))) <= 1e-6
+    assert np.max(np.abs(np.subtract(original.scene_box.maximum, again.scene_box.maximum))) <= 1e-6
+
+    # Blender's own float32 numbers, without the kept float64 ones, are within float32 precision too.
+    for camera in cameras:
+        del camera[capture.SOURCE_POSE_PROPERTY]
+        del camera.data[capture.SOURCE_INTRINSICS_PROPERTY]
+    path = capture.export_dataset(scene, tmp_path / "float32", cameras=cameras, image_source="background")
+    for before, after in zip(original.frames, read_transforms(path).frames, strict=True):
+        assert np.max(np.abs(np.subtract(before.camera_to_world, after.camera_to_world))) <= 1e-5
+        assert np.subtract(astuple(before.intrinsics), astuple(after.intrinsics)) == pytest.approx(0, abs=1e-4)
+
+
+def astuple(intrinsics: Intrinsics) -> tuple[float, ...]:
+    return (intrinsics.fl_x, intrinsics.fl_y, intrinsics.cx, intrinsics.cy, intrinsics.width, intrinsics.height)
+
+
+def test_an_edited_imported_camera_exports_its_new_pose(empty_scene, tmp_path: Path) -> None:
+    capture = addon_module("capture")
+    _dataset_on_disk(tmp_path / "original")
+    cameras = capture.import_dataset(empty_scene, tmp_path / "original")
+    cameras[0].location.x += 0.01
+    cameras[1].data.lens *= 1.01
+    empty_scene.view_layers[0].update()
+
+    path = capture.export_dataset(empty_scene, tmp_path / "edited", cameras=cameras[:2], image_source="background")
+
+    frames = read_transforms(path).frames
+    assert frames[0].camera_to_world[0][3] == pytest.approx(3.1234567891 + 0.01, abs=1e-6)
+    assert frames[1].intrinsics.fl_x == pytest.approx(55.5555555555 * 1.01, rel=1e-6)
+
+
+def test_photos_from_a_folder(empty_scene, tmp_path: Path) -> None:
+    capture = addon_module("capture")
+    scene = empty_scene
+    _two_camera_scene(scene)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    iio.imwrite(photos / "Cam A.jpg", np.zeros((12, 16, 3), dtype=np.uint8))
+    iio.imwrite(photos / "Cam B.JPG", np.zeros((12, 16, 3), dtype=np.uint8))
+
+    path = capture.export_dataset(scene, tmp_path / "dataset", image_source="folder", image_folder=photos)
+
+    dataset = read_transforms(path)
+    assert [frame.file_path for frame in dataset.frames] == ["images/Cam_A.jpg", "images/Cam_B.jpg"]
+    assert all(dataset.image_path(frame).is_file() for frame in dataset.frames)
+    assert (dataset.color_space, dataset.has_alpha) == ("srgb", False)
+
+
+def _bad_input(kind: str, scene, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Set up one kind of bad input; return (export keyword arguments, expected message)."""
+    if kind == "no cameras":
+        return {}, "no perspective cameras in view layer"
+    first, second = _two_camera_scene(scene)
+    if kind == "orthographic":
+        second.data.type = "ORTHO"
+        return {"cameras": [first, second]}, "camera 'Cam B' is orthographic"
+    if kind == "panoramic":
+        first.data.type = "PANO"
+        return {"cameras": [first, second]}, "camera 'Cam A' is panoramic"
+    if kind == "only orthographic":
+        first.data.type = second.data.type = "ORTHO"
+        return {}, "no perspective cameras .* only 'Cam A' \\(ortho\\), 'Cam B' \\(ortho\\)"
+    if kind == "scaled":
+        second.scale = (2.0, 2.0, 2.0)
+        return {}, r"camera 'Cam B' is scaled \(world scale 2, 2, 2\)"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    iio.imwrite(photos / "Cam A.png", np.zeros((12, 16, 3), dtype=np.uint8))
+    if kind == "missing photo":
+        return {"image_source": "folder", "image_folder": photos}, "camera 'Cam B': no image named Cam B"
+    if kind == "photo size":
+        iio.imwrite(photos / "Cam B.png", np.zeros((16, 16, 3), dtype=np.uint8))
+        return {"image_source": "folder", "image_folder": photos}, (
+            "camera 'Cam B': image .*Cam B.png is 16x16 pixels but the camera renders 16x12"
+        )
+    if kind == "missing background image":
+        import bpy
+
+        image = bpy.data.images.new("gone", 16, 12)
+        image.source = "FILE"
+        image.filepath = str(tmp_path / "gone.png")
+        for camera in (first, second):
+            camera.data.background_images.new().image = image
+        return {"image_source": "background"}, "camera 'Cam A': background image file .*gone.png is missing"
+    raise AssertionError(kind)
+
+
+BAD_INPUTS = [
+    "no cameras",
+    "orthographic",
+    "panoramic",
+    "only orthographic",
+    "scaled",
+    "missing photo",
+    "photo size",
+    "missing background image",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_bad_input_names_the_camera_or_file_and_writes_nothing(empty_scene, tmp_path: Path, kind: str) -> None:
+    capture = addon_module("capture")
+    arguments, message = _bad_input(kind, empty_scene, tmp_path)
+    with pytest.raises(capture.CaptureError, match=message):
+        capture.export_dataset(empty_scene, tmp_path / "dataset", **arguments)
+    assert not (tmp_path / "dataset").exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")], "staging folder left behind"
+
+
+def test_existing_folders_are_not_overwritten_silently(empty_scene, tmp_path: Path) -> None:
+    capture = addon_module("capture")
+    first, _ = _two_camera_scene(empty_scene)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(capture.CaptureError, match="notes holds files but no transforms.json"):
+        capture.export_dataset(empty_scene, tmp_path / "notes", cameras=[first], overwrite=True)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    capture.export_dataset(empty_scene, tmp_path / "dataset", cameras=[first])
+    with pytest.raises(capture.CaptureError, match="dataset already holds a dataset: allow overwrite"):
+        capture.export_dataset(empty_scene, tmp_path / "dataset", cameras=[first])
+
+
+def test_unreadable_transforms_json_imports_nothing(empty_scene, tmp_path: Path) -> None:
+    import bpy
+
+    capture = addon_module("capture")
+    (tmp_path / "transforms.json").write_text('{"frames": [{"file_path": "a.png"')
+    objects_before = len(bpy.data.objects)
+    with pytest.raises(ValueError, match="transforms.json: not valid JSON"):
+        capture.import_dataset(empty_scene, tmp_path / "transforms.json")
+    transforms = _dataset_on_disk(tmp_path / "missing image")
+    transforms.image_path(transforms.frames[2]).unlink()
+    with pytest.raises(capture.CaptureError, match=r"frame 2 \(images/frame_2.png\): image .* is missing"):
+        capture.import_dataset(empty_scene, tmp_path / "missing image")
+    assert len(bpy.data.objects) == objects_before
+    assert "Fieldwork" not in bpy.data.collections
+
+
+def test_operators_export_selected_cameras_in_edit_mode_and_import(empty_scene, tmp_path: Path) -> None:
+    import bpy
+
+    scene = empty_scene
+    first, _ = _two_camera_scene(scene)
+    cube = bpy.data.objects["Cube"]
+    bpy.context.view_layer.objects.active = cube
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.context.view_layer.objects.active = None  # and no active object
+    first.select_set(True)
+    scene.fieldwork.capture.camera_scope = "SELECTED"
+    scene.fieldwork.capture.holdout_every = 0
+
+    assert bpy.ops.fieldwork.export_dataset(directory=str(tmp_path / "dataset")) == {"FINISHED"}
+    assert [frame.name for frame in read_transforms(tmp_path / "dataset").frames] == ["Cam A"]
+    # A second export into the same folder needs the user's yes.
+    with pytest.raises(RuntimeError, match="already holds a dataset"):
+        bpy.ops.fieldwork.export_dataset(directory=str(tmp_path / "dataset"))
+
+    assert bpy.ops.fieldwork.import_dataset(filepath=str(tmp_path / "dataset" / "transforms.json")) == {"FINISHED"}
+    imported = bpy.data.collections["dataset cameras"].objects
+    assert sorted(obj.name for obj in imported) == ["Cam A.001", "dataset scene box"]
+    assert scene.fieldwork.capture.scene_box_object == imported["dataset scene box"]
+
+
+def test_headless_script_with_the_bpy_module(tmp_path: Path) -> None:
+    blend = tmp_path / "scene.blend"
+    make_scene = (
+        "import bpy, mathutils\n"
+        "bpy.ops.wm.read_homefile(use_empty=True)\n"
+        "scene = bpy.context.scene\n"
+        "scene.render.engine = 'CYCLES'; scene.cycles.samples = 1\n"
+        "scene.render.resolution_x, scene.render.resolution_y = 16, 12\n"
+        "for name, x in (('Left', -3.0), ('Right', 3.0)):\n"
+        "    camera = bpy.data.objects.new(name, bpy.data.cameras.new(name))\n"
+        "    camera.location = (x, -4.0, 0.0)\n"
+        "    scene.collection.objects.link(camera)\n"
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n"
+    )
+    environment = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    subprocess.run([sys.executable, "-c", make_scene], check=True, capture_output=True, env=environment, timeout=120)
+    script = [sys.executable, str(REPO / "scripts" / "export_dataset.py"), "--", "--blend", str(blend)]
+
+    done = subprocess.run(
+        [*script, "--out", str(tmp_path / "out"), "--holdout", "2", "--split-files"],
+        capture_output=True, text=True, env=environment, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "out" / "transforms.json")
+    assert json.loads((tmp_path / "out" / "transforms_test.json").read_text())["frames"][0]["file_path"] == (
+        "images/Left.png"
+    )
+
+    refused = subprocess.run(
+        [*script, "--out", str(tmp_path / "other"), "--cameras", "Left", "Nobody"],
+        capture_output=True, text=True, env=environment, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "error: no object named 'Nobody' for --cameras" in refused.stderr
+    assert not (tmp_path / "other").exists()
