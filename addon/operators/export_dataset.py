@@ -35,6 +35,28 @@ def chosen_cameras(context: bpy.types.Context) -> list[bpy.types.Object] | None:
     return None
 
 
+def export_with_capture_settings(
+    context: bpy.types.Context, target: Path, *, overwrite: bool, progress: capture.Progress | None = None
+) -> Path:
+    """``capture.export_dataset`` with the scene's Capture panel settings; returns the transforms.json path."""
+    scene = context.scene
+    settings = scene.fieldwork.capture  # type: ignore[union-attr]
+    image_folder = Path(bpy.path.abspath(settings.image_folder)) if settings.image_source == "folder" else None
+    return capture.export_dataset(
+        scene,  # type: ignore[arg-type]  # always set inside an operator
+        target,
+        cameras=chosen_cameras(context),
+        image_source=settings.image_source,
+        image_folder=image_folder,
+        scene_box_object=settings.scene_box_object,
+        holdout_every=settings.holdout_every,
+        progress=progress,
+        split_files=settings.split_files,
+        overwrite=overwrite,
+        view_layer=context.view_layer,
+    )
+
+
 class FIELDWORK_OT_export_dataset(bpy.types.Operator):
     """Write the chosen cameras and their images (rendered, background images or photos) as a dataset folder"""
 
@@ -72,7 +94,6 @@ class FIELDWORK_OT_export_dataset(bpy.types.Operator):
         return self.execute(context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.fieldwork.capture  # type: ignore[attr-defined]
         window_manager = context.window_manager
 
         def progress(done: int, total: int) -> None:
@@ -82,20 +103,7 @@ class FIELDWORK_OT_export_dataset(bpy.types.Operator):
 
         try:
             target = dataset_folder(context, self.directory)
-            image_folder = Path(bpy.path.abspath(settings.image_folder)) if settings.image_source == "folder" else None
-            path = capture.export_dataset(
-                context.scene,  # type: ignore[arg-type]  # always set inside an operator
-                target,
-                cameras=chosen_cameras(context),
-                image_source=settings.image_source,
-                image_folder=image_folder,
-                scene_box_object=settings.scene_box_object,
-                holdout_every=settings.holdout_every,
-                progress=progress,
-                split_files=settings.split_files,
-                overwrite=self.overwrite,
-                view_layer=context.view_layer,
-            )
+            path = export_with_capture_settings(context, target, overwrite=self.overwrite, progress=progress)
         except (capture.CaptureError, CameraError, TransformsError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from engine.data.transforms import Frame, Intrinsics, SceneBox, Transforms, read_transforms, write_transforms
-from tests.conftest import REPO, addon_module
+from tests.conftest import REPO, addon_module, blender_leg_pythons, require_leg
 
 # Small emissive spheres at known places on a black world; the cameras look at the origin from about 2.5 units,
 # from directions where every marker is inside the image and apart from the others.
@@ -341,6 +340,8 @@ def test_an_edited_imported_camera_exports_its_new_pose(empty_scene, tmp_path: P
 
 
 def test_photos_from_a_folder(empty_scene, tmp_path: Path) -> None:
+    import bpy
+
     capture = addon_module("capture")
     scene = empty_scene
     _two_camera_scene(scene)
@@ -355,6 +356,21 @@ def test_photos_from_a_folder(empty_scene, tmp_path: Path) -> None:
     assert [frame.file_path for frame in dataset.frames] == ["images/Cam_A.jpg", "images/Cam_B.jpg"]
     assert all(dataset.image_path(frame).is_file() for frame in dataset.frames)
     assert (dataset.color_space, dataset.has_alpha) == ("srgb", False)
+
+    # OpenEXR photos, as Blender writes them, make a linear dataset with alpha.
+    exr_photos = tmp_path / "exr"
+    exr_photos.mkdir()
+    for name in ("Cam A", "Cam B"):
+        image = bpy.data.images.new(name, 16, 12, alpha=True, float_buffer=True)
+        image.filepath_raw = str(exr_photos / f"{name}.exr")
+        image.file_format = "OPEN_EXR"
+        image.save()
+    path = capture.export_dataset(
+        scene, tmp_path / "dataset", image_source="folder", image_folder=exr_photos, overwrite=True
+    )
+    dataset = read_transforms(path)
+    assert [frame.file_path for frame in dataset.frames] == ["images/Cam_A.exr", "images/Cam_B.exr"]
+    assert (dataset.color_space, dataset.has_alpha) == ("linear", True)
 
 
 def _bad_input(kind: str, scene, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -472,23 +488,21 @@ def test_operators_export_selected_cameras_in_edit_mode_and_import(empty_scene, 
     assert scene.fieldwork.capture.scene_box_object == imported["dataset scene box"]
 
 
-def test_headless_script_with_the_bpy_module(tmp_path: Path) -> None:
+@pytest.mark.parametrize("leg", list(blender_leg_pythons()))
+def test_headless_script_with_the_bpy_module(empty_scene, tmp_path: Path, leg: str) -> None:
+    import bpy
+
+    python = str(require_leg(leg))
+    scene = empty_scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = 16, 12
+    add_camera(scene, "Left", look_at((-3.0, -4.0, 0.0)))
+    add_camera(scene, "Right", look_at((3.0, -4.0, 0.0)))
     blend = tmp_path / "scene.blend"
-    make_scene = (
-        "import bpy, mathutils\n"
-        "bpy.ops.wm.read_homefile(use_empty=True)\n"
-        "scene = bpy.context.scene\n"
-        "scene.render.engine = 'CYCLES'; scene.cycles.samples = 1\n"
-        "scene.render.resolution_x, scene.render.resolution_y = 16, 12\n"
-        "for name, x in (('Left', -3.0), ('Right', 3.0)):\n"
-        "    camera = bpy.data.objects.new(name, bpy.data.cameras.new(name))\n"
-        "    camera.location = (x, -4.0, 0.0)\n"
-        "    scene.collection.objects.link(camera)\n"
-        f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n"
-    )
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)  # copy: this session's file stays untitled
     environment = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
-    subprocess.run([sys.executable, "-c", make_scene], check=True, capture_output=True, env=environment, timeout=120)
-    script = [sys.executable, str(REPO / "scripts" / "export_dataset.py"), "--", "--blend", str(blend)]
+    script = [python, str(REPO / "scripts" / "export_dataset.py"), "--", "--blend", str(blend)]
 
     done = subprocess.run(
         [*script, "--out", str(tmp_path / "out"), "--holdout", "2", "--split-files"],
