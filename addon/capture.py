@@ -49,9 +49,9 @@ from .engine.data.transforms import (
     read_transforms,
     write_transforms,
 )
+from .importers import SOURCE_KEY, fieldwork_collection
 
 IMAGE_SOURCES = ("render", "background", "folder")
-COLLECTION_NAME = "Fieldwork"
 IMAGES_FOLDER = "images"
 RESOLUTION_PROPERTY = "fieldwork_resolution"
 PIXEL_ASPECT_PROPERTY = "fieldwork_pixel_aspect"
@@ -59,7 +59,7 @@ SOURCE_INTRINSICS_PROPERTY = "fieldwork_source_intrinsics"
 SOURCE_POSE_PROPERTY = "fieldwork_source_camera_to_world"
 SPLIT_PROPERTY = "fieldwork_split"
 # Object types whose evaluated bounds are "visible geometry" for the scene box.
-_GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "CURVES", "GREASEPENCIL"}
+_GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "CURVES"}
 _LINEAR_SUFFIXES = (".exr",)
 
 Progress = Callable[[int, int], None]
@@ -116,6 +116,8 @@ def export_dataset(
     depsgraph = view_layer.depsgraph
     assert depsgraph is not None  # a view layer always has one once updated
     chosen = _chosen_cameras(view_layer, cameras)
+    if image_source == "render" and scene.render.use_multiview:
+        raise CaptureError(f"scene {scene.name!r} renders stereo views: turn off Output > Stereoscopy")
     if image_source == "render" and scene.render.use_border:
         raise CaptureError(
             f"scene {scene.name!r} renders a border region only: turn off Output > Format > Render Region"
@@ -300,7 +302,8 @@ def _scene_box(
     geometry = [
         corners
         for obj in view_layer.objects
-        if obj.type in _GEOMETRY_TYPES and obj.visible_get(view_layer=view_layer)
+        # Meshes Fieldwork brought back from the engine are results, not the scene being captured.
+        if obj.type in _GEOMETRY_TYPES and obj.visible_get(view_layer=view_layer) and obj.get(SOURCE_KEY) is None
         for corners in [_world_corners(obj, depsgraph)]
         if corners is not None
     ]
@@ -542,7 +545,7 @@ def import_dataset(
 
     dataset_name = transforms.root.resolve().name or "dataset"
     collection = bpy.data.collections.new(f"{dataset_name} cameras")
-    _fieldwork_collection(scene).children.link(collection)
+    fieldwork_collection(scene).children.link(collection)
     cameras = []
     for frame, camera_values in zip(transforms.frames, settings, strict=True):
         camera_data = bpy.data.cameras.new(frame.name)
@@ -593,14 +596,3 @@ def _scene_box_empty(name: str, box: SceneBox) -> bpy.types.Object:
     empty.location = box.center
     empty.scale = tuple(side / 2.0 for side in box.size)
     return empty
-
-
-def _fieldwork_collection(scene: bpy.types.Scene) -> bpy.types.Collection:
-    """The scene's "Fieldwork" collection, made and linked under the scene collection when missing."""
-    for child in scene.collection.children:
-        if child.name == COLLECTION_NAME or child.get("fieldwork_outputs"):
-            return child
-    collection = bpy.data.collections.new(COLLECTION_NAME)
-    collection["fieldwork_outputs"] = True
-    scene.collection.children.link(collection)
-    return collection

@@ -226,6 +226,8 @@ def test_holdout_transparent_film_and_the_scene_box(empty_scene, tmp_path: Path)
     first, second = _two_camera_scene(scene)
     third = add_camera(scene, "Cam C", look_at((0.0, 4.0, 1.0)))
     scene.render.film_transparent = True
+    bpy.ops.mesh.primitive_cube_add(size=1.0, location=(10.0, 0.0, 0.0))
+    bpy.context.active_object["fieldwork_source"] = "an earlier run"  # a result brought back: not scene geometry
 
     path = capture.export_dataset(scene, tmp_path / "dataset", holdout_every=2)
 
@@ -236,7 +238,7 @@ def test_holdout_transparent_film_and_the_scene_box(empty_scene, tmp_path: Path)
         ("Cam C", "test"),
     ]
     assert dataset.has_alpha and iio.imread(dataset.image_path(dataset.frames[0])).shape == (12, 16, 4)
-    # The visible geometry is the unit cube at the origin.
+    # The visible geometry is the unit cube at the origin; the imported result does not count.
     assert dataset.scene_box == SceneBox(minimum=(-0.5, -0.5, -0.5), maximum=(0.5, 0.5, 0.5))
     # A picked object's bounds win: an empty cube of size 2 scaled along x.
     box = bpy.data.objects.new("Box", None)
