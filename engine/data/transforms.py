@@ -11,14 +11,15 @@ Top level, or per frame (a frame's own value wins over the top-level one):
 
 - ``fl_x``, ``fl_y``, ``cx``, ``cy``, ``w``, ``h`` (nerfstudio, instant-ngp).
 - ``camera_angle_x``, ``camera_angle_y`` (NeRF synthetic, instant-ngp): full field of view in
-  radians, used when ``fl_x`` / ``fl_y`` are absent. ``fl_y`` defaults to ``fl_x`` (square pixels),
+  radians, used when ``fl_x`` / ``fl_y`` are absent; instant-ngp's ``x_fov``, ``y_fov`` (degrees)
+  win over both, as in instant-ngp. ``fl_y`` defaults to ``fl_x`` (square pixels),
   ``cx``/``cy`` to the image centre, ``w``/``h`` to the size of the frame's image file (PNG, JPEG
   or OpenEXR header; NeRF synthetic has no ``w``/``h``).
 - ``k1 k2 k3 k4 p1 p2`` (nerfstudio, instant-ngp): accepted only when zero; Fieldwork cameras are
   pinhole, so real lens distortion is an error rather than silently ignored.
 - ``camera_model`` (nerfstudio): pinhole models only (``PINHOLE``, ``SIMPLE_PINHOLE``, ``OPENCV``,
   ``SIMPLE_RADIAL``, ``RADIAL``, all with zero distortion); fisheye/equirectangular are errors,
-  as is instant-ngp's ``is_fisheye: true``.
+  as are instant-ngp's ``is_fisheye: true``, ``ftheta_p0``, ``latlong`` and ``equirectangular``.
 
 Top level only:
 
@@ -27,9 +28,10 @@ Top level only:
   ``./train/r_0``): ``.png``, ``.jpg``, ``.jpeg``, ``.exr`` are tried in that order.
 - ``train_filenames``, ``val_filenames``, ``test_filenames`` (nerfstudio's split lists): a frame's
   split. In a split file ``transforms_{train,val,test}.json`` the split is the file's.
-- ``aabb_scale``, ``scale``, ``offset`` (instant-ngp): used for the scene box only when the file has
-  no ``fieldwork`` scene box. instant-ngp maps a world point p to ``p * scale + offset`` and
-  marches the cube of side ``aabb_scale`` centred on 0.5, so the world box is
+- ``aabb_scale``, ``scale``, ``offset`` (one number or three), ``aabb`` (instant-ngp): used for the
+  scene box only when the file has no ``fieldwork`` scene box. instant-ngp maps a world point p to
+  ``p * scale + offset`` (``aabb`` sets both so its bounding cube fills the unit cube) and marches
+  the cube of side ``aabb_scale`` centred on 0.5, so the world box is
   ``(0.5 -+ aabb_scale / 2 - offset) / scale`` (defaults 1, 0.33, 0.5 as in instant-ngp).
 - ``fieldwork`` (ours): ``{"version", "scene_box": {"min", "max"}, "color_space", "has_alpha",
   "filled_split"}``; per frame ``"fieldwork": {"name"}``, the Blender camera's name.
@@ -386,6 +388,9 @@ def _check_camera_model(source: dict[str, Any], where: str) -> None:
         )
     if source.get("is_fisheye"):
         raise TransformsError(f"{where}: fisheye cameras (is_fisheye) are not supported; Fieldwork cameras are pinhole")
+    for key in ("ftheta_p0", "latlong", "equirectangular"):  # instant-ngp's other lens models
+        if key in source:
+            raise TransformsError(f"{where}: '{key}' marks a non-pinhole lens; Fieldwork cameras are pinhole")
     for key in _DISTORTION_KEYS:
         value = source.get(key, 0.0)
         if not isinstance(value, int | float) or value != 0:
@@ -416,15 +421,19 @@ def _intrinsics(document: dict[str, Any], frame_json: dict[str, Any], root: Path
     if width != int(width) or height != int(height) or width <= 0 or height <= 0:
         raise TransformsError(f"{where}: image size must be positive whole pixels, got w={width} h={height}")
 
-    fl_x, fl_y = lookup("fl_x"), lookup("fl_y")
-    angle_x, angle_y = lookup("camera_angle_x"), lookup("camera_angle_y")
-    for key, angle in (("camera_angle_x", angle_x), ("camera_angle_y", angle_y)):
-        if angle is not None and not 0.0 < angle < math.pi:
-            raise TransformsError(f"{where}: '{key}' is a full field of view in radians, got {angle}")
-    if fl_x is None and angle_x is not None:
-        fl_x = 0.5 * width / math.tan(0.5 * angle_x)
-    if fl_y is None and angle_y is not None:
-        fl_y = 0.5 * height / math.tan(0.5 * angle_y)
+    # instant-ngp's order: x_fov (degrees), then fl_x, then camera_angle_x (radians); likewise for y.
+    focal = {}
+    for axis, size in (("x", width), ("y", height)):
+        degrees, pixels, radians = lookup(f"{axis}_fov"), lookup(f"fl_{axis}"), lookup(f"camera_angle_{axis}")
+        for key, angle, half_turn in ((f"{axis}_fov", degrees, 180.0), (f"camera_angle_{axis}", radians, math.pi)):
+            if angle is not None and not 0.0 < angle < half_turn:
+                raise TransformsError(f"{where}: '{key}' must be a full field of view below {half_turn:g}, got {angle}")
+        if degrees is not None:
+            pixels = 0.5 * size / math.tan(math.radians(degrees) / 2.0)
+        elif pixels is None and radians is not None:
+            pixels = 0.5 * size / math.tan(radians / 2.0)
+        focal[axis] = pixels
+    fl_x, fl_y = focal["x"], focal["y"]
     # Square pixels when only one axis is given (NeRF synthetic gives camera_angle_x alone).
     fl_x = fl_x if fl_x is not None else fl_y
     fl_y = fl_y if fl_y is not None else fl_x
@@ -473,15 +482,26 @@ def _scene_box(document: dict[str, Any], fieldwork: dict[str, Any], path: Path) 
             return SceneBox(minimum=corners[0], maximum=corners[1])
         except ValueError as error:
             raise TransformsError(f"{path}: fieldwork.scene_box: {error}") from error
-    if not any(key in document for key in ("aabb_scale", "scale", "offset")):
+    if not any(key in document for key in ("aabb_scale", "scale", "offset", "aabb")):
         return None
     where = str(path)
     aabb_scale = _number(document.get("aabb_scale", _NGP_DEFAULT_AABB_SCALE), "aabb_scale", where)
     scale = _number(document.get("scale", _NGP_DEFAULT_SCALE), "scale", where)
     offset = document.get("offset", list(_NGP_DEFAULT_OFFSET))
+    if isinstance(offset, int | float) and not isinstance(offset, bool):
+        offset = [offset] * 3  # instant-ngp takes one number for all three axes
     if not isinstance(offset, list) or len(offset) != 3:
         raise TransformsError(f"{path}: 'offset' must be 3 numbers, got {offset!r}")
     offset_xyz = [_number(value, "offset", where) for value in offset]
+    aabb = document.get("aabb")
+    if aabb is not None:
+        # instant-ngp fits the cube around "aabb" into its unit cube, overriding scale and offset.
+        if not isinstance(aabb, list) or len(aabb) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in aabb):
+            raise TransformsError(f"{path}: 'aabb' must be [[min x, y, z], [max x, y, z]], got {aabb!r}")
+        low = [_number(value, "aabb", where) for value in aabb[0]]
+        high = [_number(value, "aabb", where) for value in aabb[1]]
+        scale = 1.0 / max(1e-6, *(abs(hi - lo) for lo, hi in zip(low, high, strict=True)))
+        offset_xyz = [0.5 - (lo + hi) / 2.0 * scale for lo, hi in zip(low, high, strict=True)]
     if aabb_scale <= 0 or scale <= 0:
         raise TransformsError(f"{path}: 'aabb_scale' and 'scale' must be positive, got {aabb_scale} and {scale}")
     lo_x, lo_y, lo_z = ((0.5 - aabb_scale / 2.0 - shift) / scale for shift in offset_xyz)

@@ -182,6 +182,35 @@ def test_reads_instant_ngp_and_nerfstudio_variants(tmp_path: Path) -> None:
     assert dataset.scene_box == SceneBox(minimum=(-4.0, -4.0, -4.0), maximum=(4.0, 4.0, 4.0))
 
 
+def test_reads_instant_ngp_fov_in_degrees_and_aabb(tmp_path: Path) -> None:
+    document = {
+        "x_fov": 90.0,  # degrees, and it wins over fl_x as in instant-ngp
+        "fl_x": 1.0,
+        "camera_angle_y": math.pi / 2,
+        "w": 64,
+        "h": 32,
+        "aabb": [[-1.0, 0.0, 2.0], [3.0, 1.0, 3.0]],
+        "aabb_scale": 2,
+        "offset": 0.25,  # overridden by aabb
+        "frames": [{"file_path": "a.png", "transform_matrix": LOOK_AT_ORIGIN}],
+    }
+    (tmp_path / "transforms.json").write_text(json.dumps(document))
+
+    dataset = read_transforms(tmp_path)
+
+    intrinsics = dataset.frames[0].intrinsics
+    assert (intrinsics.fl_x, intrinsics.fl_y) == pytest.approx((32.0, 16.0))  # tan(45 deg) = 1
+    # aabb's bounding cube (side 4 around (1, 0.5, 2.5)) times aabb_scale 2.
+    assert dataset.scene_box is not None
+    assert dataset.scene_box.minimum == pytest.approx((-3.0, -3.5, -1.5))
+    assert dataset.scene_box.maximum == pytest.approx((5.0, 4.5, 6.5))
+
+    document.pop("aabb")
+    (tmp_path / "transforms.json").write_text(json.dumps(document))
+    box = read_transforms(tmp_path).scene_box  # scale 0.33 by default, offset 0.25 on every axis
+    assert box is not None and box.minimum == pytest.approx(((0.5 - 1 - 0.25) / 0.33,) * 3)
+
+
 def test_image_headers(tmp_path: Path) -> None:
     _write_png(tmp_path / "rgba.png", 7, 5, channels=4)
     _write_png(tmp_path / "rgb.png", 7, 5, channels=3)
@@ -228,6 +257,7 @@ def test_image_headers(tmp_path: Path) -> None:
             "camera_model 'OPENCV_FISHEYE' is not a pinhole camera",
         ),
         ('{"is_fisheye": true, "frames": [{}]}', "transforms.json: fisheye cameras"),
+        ('{"frames": [{"file_path": "a.png", "latlong": true}]}', r"frame 0 \(a.png\): 'latlong' marks a non-pinhole"),
         (
             '{"camera_model": "EQUIRECTANGULAR", "frames": [{}]}',
             "camera_model 'EQUIRECTANGULAR' is not a pinhole camera",
