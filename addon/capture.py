@@ -528,6 +528,15 @@ def import_dataset(
         if not image.is_file():
             raise CaptureError(f"{transforms_path}: frame {index} ({frame.file_path}): image {image} is missing")
         try:
+            info = read_image_info(image)
+        except TransformsError as error:
+            raise CaptureError(f"{transforms_path}: frame {index} ({frame.file_path}): {error}") from error
+        if (info.width, info.height) != (frame.intrinsics.width, frame.intrinsics.height):
+            raise CaptureError(
+                f"{transforms_path}: frame {index} ({frame.file_path}): image {image} is {info.width}x{info.height} "
+                f"pixels but the frame says {frame.intrinsics.width}x{frame.intrinsics.height}"
+            )
+        try:
             settings.append(camera_from_intrinsics(frame.intrinsics, frame_name=f"frame {index} ({frame.file_path})"))
         except CameraError as error:
             raise CaptureError(f"{transforms_path}: {error}") from error
@@ -537,11 +546,14 @@ def import_dataset(
             raise CaptureError(f"{transforms_path}: {error}") from error
 
     render = scene.render
+    first = settings[0]
     if set_render_resolution:
-        first = settings[0]
-        render.resolution_x, render.resolution_y = first.resolution_x, first.resolution_y
-        render.resolution_percentage = 100
-        render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
+        scene_width, scene_height = first.resolution_x, first.resolution_y
+        scene_aspect = first.pixel_aspect_y / first.pixel_aspect_x
+    else:
+        scene_width = render.resolution_x * render.resolution_percentage // 100
+        scene_height = render.resolution_y * render.resolution_percentage // 100
+        scene_aspect = render.pixel_aspect_y / render.pixel_aspect_x
 
     dataset_name = transforms.root.resolve().name or "dataset"
     collection = bpy.data.collections.new(f"{dataset_name} cameras")
@@ -556,11 +568,8 @@ def import_dataset(
         camera_data.lens = camera_values.lens
         camera_data.shift_x = camera_values.shift_x
         camera_data.shift_y = camera_values.shift_y
-        scene_width = render.resolution_x * render.resolution_percentage // 100
-        scene_height = render.resolution_y * render.resolution_percentage // 100
         if (scene_width, scene_height) != (camera_values.resolution_x, camera_values.resolution_y):
             camera_data[RESOLUTION_PROPERTY] = [camera_values.resolution_x, camera_values.resolution_y]
-        scene_aspect = render.pixel_aspect_y / render.pixel_aspect_x
         if not math.isclose(scene_aspect, camera_values.pixel_aspect_y / camera_values.pixel_aspect_x, rel_tol=1e-6):
             camera_data[PIXEL_ASPECT_PROPERTY] = [camera_values.pixel_aspect_x, camera_values.pixel_aspect_y]
         intrinsics = frame.intrinsics
@@ -585,6 +594,10 @@ def import_dataset(
         cameras.append(camera)
     if transforms.scene_box is not None:
         collection.objects.link(_scene_box_empty(f"{dataset_name} scene box", transforms.scene_box))
+    if set_render_resolution:
+        render.resolution_x, render.resolution_y = first.resolution_x, first.resolution_y
+        render.resolution_percentage = 100
+        render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
     return cameras
 
 

@@ -331,12 +331,18 @@ def test_unreadable_transforms_json_imports_nothing(empty_scene, tmp_path: Path)
     capture = addon_module("capture")
     (tmp_path / "transforms.json").write_text('{"frames": [{"file_path": "a.png"')
     objects_before = len(bpy.data.objects)
+    resolution_before = (empty_scene.render.resolution_x, empty_scene.render.resolution_y)
     with pytest.raises(ValueError, match="transforms.json: not valid JSON"):
         capture.import_dataset(empty_scene, tmp_path / "transforms.json")
     transforms = _dataset_on_disk(tmp_path / "missing image")
     transforms.image_path(transforms.frames[2]).unlink()
     with pytest.raises(capture.CaptureError, match=r"frame 2 \(images/frame_2.png\): image .* is missing"):
         capture.import_dataset(empty_scene, tmp_path / "missing image")
+    transforms = _dataset_on_disk(tmp_path / "wrong size")
+    iio.imwrite(transforms.image_path(transforms.frames[1]), np.zeros((4, 4, 3), dtype=np.uint8))
+    with pytest.raises(capture.CaptureError, match=r"frame 1 .* is 4x4 pixels but the frame says 24x40"):
+        capture.import_dataset(empty_scene, tmp_path / "wrong size")
+    assert (empty_scene.render.resolution_x, empty_scene.render.resolution_y) == resolution_before
     assert len(bpy.data.objects) == objects_before
     assert "Fieldwork" not in bpy.data.collections
 
