@@ -226,9 +226,12 @@ def _frame_for_camera(
     evaluated = camera.evaluated_get(depsgraph)
     try:
         settings = camera_settings(scene, evaluated.data)
-        intrinsics = intrinsics_from_camera(settings, camera_name=f"camera {camera.name!r}")
     except ValueError as error:
         raise CaptureError(f"camera {camera.name!r}: {error}") from error
+    try:
+        intrinsics = intrinsics_from_camera(settings, camera_name=f"camera {camera.name!r}")
+    except CameraError as error:  # already names the camera
+        raise CaptureError(str(error)) from error
     try:
         camera_to_world = checked_camera_to_world(_matrix_rows(evaluated.matrix_world), camera.name)
     except CameraError as error:

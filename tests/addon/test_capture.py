@@ -265,6 +265,9 @@ def _bad_input(kind: str, scene, tmp_path: Path):  # type: ignore[no-untyped-def
     if kind == "only orthographic":
         first.data.type = second.data.type = "ORTHO"
         return {}, "no perspective cameras .* only 'Cam A' \\(ortho\\), 'Cam B' \\(ortho\\)"
+    if kind == "no pixels":
+        scene.render.resolution_percentage = 1
+        return {}, r"camera 'Cam A': the render is 0x0 pixels \(16x12 at 1%\)"
     if kind == "scaled":
         second.scale = (2.0, 2.0, 2.0)
         return {}, r"camera 'Cam B' is scaled \(world scale 2, 2, 2\)"
@@ -295,6 +298,7 @@ BAD_INPUTS = [
     "orthographic",
     "panoramic",
     "only orthographic",
+    "no pixels",
     "scaled",
     "missing photo",
     "photo size",
