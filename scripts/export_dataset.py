@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # The add-on's modules are imported from this checkout as the package "addon"; its relative
-# imports of the engine go through the addon/engine link.
+# imports of the engine go through the addon/engine link, so its errors are addon.engine.* classes.
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -24,7 +24,7 @@ import bpy  # noqa: E402
 
 from addon import capture  # noqa: E402
 from addon.camera_math import CameraError  # noqa: E402
-from engine.data.transforms import TransformsError  # noqa: E402
+from addon.engine.data.transforms import TransformsError  # noqa: E402
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
