@@ -55,23 +55,23 @@ which). Our extras live under ``fieldwork`` where both tools ignore them.
 How the two readers take what we write (nerfstudio ``nerfstudio_dataparser.py``, instant-ngp
 ``src/nerf_loader.cu``):
 
-============================  ==========================================  ===========================================
-key                           nerfstudio                                  instant-ngp
-============================  ==========================================  ===========================================
-camera_model "OPENCV"         perspective camera                          not read
-fl_x, fl_y                    focal lengths; a top-level key holds for    focal lengths (``x_fov`` would win; never
-                              all frames, else every frame needs it       written); frame keys override top-level
-cx, cy, w, h                  principal point and size in pixels          principal point as cx / w, cy / h (so w, h
-                                                                          are written beside cx, cy at each level)
-camera_angle_x, camera_angle_y not read                                   only when fl_x/fl_y are absent (never)
-k1 k2 k3 k4 p1 p2             absent: zero distortion                     absent: plain perspective lens
-aabb_scale, scale, offset     not read (it centres and scales the poses)  the unit cube it marches, in world units
-frames[].file_path            opened as given, relative to the file's     relative to the file's folder; extension
-                              folder (so the extension is written)        optional
-frames[].transform_matrix     camera-to-world, OpenGL axes                camera-to-world, OpenGL axes
-{train,val,test}_filenames    the split, all three or an error            not read
-fieldwork, frames[].fieldwork not read                                    not read
-============================  ==========================================  ===========================================
+==============================  ==========================================  ===========================================
+key                             nerfstudio                                  instant-ngp
+==============================  ==========================================  ===========================================
+camera_model "OPENCV"           perspective camera                          not read
+fl_x, fl_y                      focal lengths; a top-level key holds for    focal lengths (``x_fov`` would win; never
+                                all frames, else every frame needs it       written); frame keys override top-level
+cx, cy, w, h                    principal point and size in pixels          principal point as cx / w, cy / h (so w, h
+                                                                            are written beside cx, cy at each level)
+camera_angle_x, camera_angle_y  not read                                    only when fl_x/fl_y are absent (never)
+k1 k2 k3 k4 p1 p2               absent: zero distortion                     absent: plain perspective lens
+aabb_scale, scale, offset       not read (it centres and scales the poses)  the unit cube it marches, in world units
+frames[].file_path              opened as given, relative to the file's     relative to the file's folder; extension
+                                folder (so the extension is written)        optional
+frames[].transform_matrix       camera-to-world, OpenGL axes                camera-to-world, OpenGL axes
+{train,val,test}_filenames      the split, all three or an error            not read
+fieldwork, frames[].fieldwork   not read                                    not read
+==============================  ==========================================  ===========================================
 """
 
 from __future__ import annotations
