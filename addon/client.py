@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,9 +122,13 @@ class EngineSession:
 
     # -- life cycle ----------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the child and send Hello; never waits for it (torch takes seconds to import)."""
-        command = engine_env.engine_command(self.python, "serve")
+    def start(self, command: Sequence[str] | None = None) -> None:
+        """Start the child and send Hello; never waits for it (torch takes seconds to import).
+
+        ``command``: the child's argv, by default ``<python> -m engine serve``; anything that
+        speaks the protocol on stdin/stdout will do (scripts/bench_preview.py times the pipe alone).
+        """
+        command = list(command) if command is not None else engine_env.engine_command(self.python, "serve")
         # A process group of its own: Ctrl+C in Blender's terminal must not kill the engine mid-write;
         # the add-on stops it through the protocol (and kills it if that fails).
         extra: dict = (
@@ -410,7 +414,9 @@ def tick() -> float | None:
             notify(session, result)
         if was_active and session.state.status == "failed":
             _report_failure(session)
-    return TICK_INTERVAL_S if any(session.state.active for session in _SESSIONS.values()) else None
+    # Keep ticking until every child has exited too, so its exit is seen (and the process reaped).
+    busy = any(session.state.active or session.alive for session in _SESSIONS.values())
+    return TICK_INTERVAL_S if busy else None
 
 
 def _report_failure(session: EngineSession) -> None:

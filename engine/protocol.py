@@ -112,7 +112,7 @@ class Train(Message):
     device: str = "auto"
     downscale: int = 1
     seed: int = 0
-    preview_every_s: float = 1.0
+    preview_every_s: float = 1.0  # at most this often (the engine may space them further); <= 0: no streamed previews
     preview_max_side: int = 128
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -325,6 +325,7 @@ class Session:
         self.view: PreviewView | None = None
         self.view_changed = False
         self.scheduler = PreviewScheduler()
+        self.streaming_previews = True
         self.clock = SessionClock()
         self._last_progress = -math.inf
         self._run_lock: RunDirLock | None = None
@@ -463,6 +464,7 @@ class Session:
         LOG.info("training %s on %s into %s", command.field, dataset, out_dir)
         self.trainer = Trainer.create(dataset, out_dir, config)
         self.train_command = command
+        self.streaming_previews = command.preview_every_s > 0
         self.scheduler = PreviewScheduler(
             min_interval_s=max(0.05, command.preview_every_s), max_side=max(16, command.preview_max_side)
         )
@@ -540,7 +542,7 @@ class Session:
             self.writer.send(self._progress(stats))
         if done:
             self._finish_training("finished")
-        elif self.view is not None and self.scheduler.due(now, self.view_changed):
+        elif self.streaming_previews and self.view is not None and self.scheduler.due(now, self.view_changed):
             self._send_preview()
 
     def _progress(self, stats: Any) -> protocol.Progress:
