@@ -218,6 +218,7 @@ class Progress(Message):
     rays_per_second: float = 0.0
     elapsed_s: float = 0.0
     remaining_s: float = 0.0
+    preview_s: float = 0.0  # wall time spent rendering previews since the run started (part of elapsed_s)
 
 
 @_register

@@ -143,19 +143,24 @@ class ProtocolLogHandler(logging.Handler):
 class PreviewScheduler:
     """When to render a preview and how big, so that previews cost about ``budget_fraction`` of the time.
 
-    After a preview that took ``t`` seconds the next one waits at least ``t / budget_fraction``
-    (and ``min_interval_s``): previews then never take more than that share of the wall
-    clock, whatever the field and device. The size adapts too (like interactive viewers do):
-    a render slower than ``budget_fraction * min_interval_s`` shrinks the next one, a fast one
-    grows it back up to ``max_side``. A view change renders as soon as the budget allows, at
-    the adapted size, so moving the viewport gets a quick low-resolution answer.
+    The engine measures what a preview costs per pixel and sizes the next one from that, like
+    interactive viewers adapt their resolution to the frame rate:
+
+    - a regular preview gets the largest side (up to ``max_side``) whose render fits in
+      ``budget_fraction * min_interval_s``; the next one waits ``max(min_interval_s, t / budget_fraction)``
+      after a render of ``t`` seconds ended, so previews never take more than ``budget_fraction``
+      of the wall clock, whatever the field and device;
+    - after a view change, a quick low-resolution frame (render time about ``interactive_s``) comes
+      as soon as the last render's own duration has passed, and the next regular preview sharpens it.
     """
 
     min_interval_s: float = 1.0
     max_side: int = 128
     min_side: int = 16
-    budget_fraction: float = 0.08
-    side: int = 0
+    budget_fraction: float = 0.05
+    interactive_s: float = 0.05
+    first_side: int = 24  # before anything is measured: a cheap probe of the cost per pixel
+    _seconds_per_pixel: float = 0.0
     _last_render_s: float = 0.0
     _last_end: float = -math.inf
 
@@ -164,22 +169,29 @@ class PreviewScheduler:
             raise ValueError(f"budget_fraction must be in (0, 1), got {self.budget_fraction}")
         if self.max_side < self.min_side:
             raise ValueError(f"preview max side {self.max_side} is below the minimum {self.min_side}")
-        self.side = self.side or min(self.max_side, 64)
 
     def due(self, now: float, view_changed: bool = False) -> bool:
-        budget_wait = self._last_render_s / self.budget_fraction
-        wait = budget_wait if view_changed else max(self.min_interval_s, budget_wait)
-        return now - self._last_end >= wait
+        if view_changed:
+            return now - self._last_end >= self._last_render_s
+        return now - self._last_end >= max(self.min_interval_s, self._last_render_s / self.budget_fraction)
 
-    def record(self, render_s: float, now: float) -> None:
+    def side(self, view_changed: bool = False) -> int:
+        """Longest side in pixels for the next preview."""
+        if self._seconds_per_pixel == 0.0:
+            return max(self.min_side, min(self.max_side, self.first_side))
+        target_s = self.interactive_s if view_changed else self.budget_fraction * self.min_interval_s
+        side = int(math.sqrt(target_s / self._seconds_per_pixel))
+        return max(self.min_side, min(self.max_side, side))
+
+    def record(self, render_s: float, pixels: int, now: float) -> None:
+        """A preview of ``pixels`` pixels took ``render_s`` seconds and ended at ``now``."""
+        per_pixel = render_s / max(1, pixels)
+        # Averaged, so one slow render (a busy machine) does not collapse the size at once.
+        self._seconds_per_pixel = per_pixel if self._seconds_per_pixel == 0.0 else (
+            0.5 * self._seconds_per_pixel + 0.5 * per_pixel
+        )  # fmt: skip
         self._last_render_s = render_s
         self._last_end = now
-        target_s = self.budget_fraction * self.min_interval_s
-        # Render time grows with the pixel count, i.e. with side squared.
-        if render_s > target_s:
-            self.side = max(self.min_side, int(self.side * max(0.5, math.sqrt(target_s / render_s))))
-        elif render_s < 0.5 * target_s:
-            self.side = min(self.max_side, max(self.side + 1, int(self.side * 1.25)))
 
 
 @dataclass(frozen=True)
@@ -326,6 +338,7 @@ class Session:
         self.view_changed = False
         self.scheduler = PreviewScheduler()
         self.streaming_previews = True
+        self.preview_seconds = 0.0
         self.clock = SessionClock()
         self._last_progress = -math.inf
         self._run_lock: RunDirLock | None = None
@@ -472,6 +485,7 @@ class Session:
             self.view = default_view(transforms)
         self.training, self.paused = True, False
         self.clock = SessionClock()
+        self.preview_seconds = 0.0
         self.writer.send(protocol.Status(state="training", step=self._step()))
 
     def _on_pause(self, _: protocol.Pause) -> None:
@@ -561,6 +575,7 @@ class Session:
             rays_per_second=_finite(stats.rays / stats.seconds) if stats.seconds > 0 else 0.0,
             elapsed_s=elapsed,
             remaining_s=remaining_s,
+            preview_s=self.preview_seconds,
         )
 
     def _finish_training(self, reason: str) -> None:
@@ -594,9 +609,12 @@ class Session:
     def _send_preview(self) -> None:
         assert self.view is not None
         started = time.perf_counter()
-        self._send_frame(self.view.scaled_to(self.scheduler.side))
+        view = self.view.scaled_to(self.scheduler.side(self.view_changed))
+        self._send_frame(view)
         self.view_changed = False
-        self.scheduler.record(time.perf_counter() - started, time.perf_counter())
+        ended = time.perf_counter()
+        self.scheduler.record(ended - started, view.width * view.height, ended)
+        self.preview_seconds += ended - started
 
     def _send_frame(self, view: PreviewView, request_id: int = 0) -> None:
         import numpy as np

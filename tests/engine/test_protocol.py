@@ -35,7 +35,7 @@ EXAMPLES: dict[str, protocol.Message] = {
     "extract": protocol.Extract(out_path="/o/mesh.ply", resolution=64),
     "shutdown": protocol.Shutdown(),
     "welcome": protocol.Welcome(engine_version="0.1.0", torch_version="2.x", device="cpu", pid=42, session_id="abc"),
-    "progress": protocol.Progress(step=3, total_steps=10, loss=0.25, psnr=18.5, rays_per_second=1e5),
+    "progress": protocol.Progress(step=3, total_steps=10, loss=0.25, psnr=18.5, rays_per_second=1e5, preview_s=0.5),
     "preview_frame": protocol.PreviewFrame(width=2, height=3, step=4, view_id=3, payload=bytes(range(24))),
     "log": protocol.Log(level="info", message="hello"),
     "warning": protocol.Warning(message="careful"),
