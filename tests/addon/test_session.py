@@ -247,3 +247,20 @@ def test_setup_job_reports_pip_failure_with_its_log(tmp_path: Path) -> None:
     assert "step one ok" in log and "No matching distribution" in log and "never runs" not in log
     commands = setup_engine.setup_commands(Path(sys.executable), tmp_path / "venv")
     assert commands[0][1:3] == ["-m", "venv"] and commands[1][-2:] == ["-r", str(setup_engine.REQUIREMENTS)]
+
+
+@pytest.mark.parametrize("mode", ["disable", "crash"])
+def test_no_orphan_engine_when_the_addon_is_disabled_or_blender_dies(  # type: ignore[no-untyped-def]
+    mode: str, built_extension: Path, engine_python: Path, run_blender_script
+) -> None:
+    """A fresh Blender process starts an engine, then disables the add-on or dies without cleaning up."""
+    report = run_blender_script(
+        Path(sys.executable), "session_orphans.py", str(built_extension), str(engine_python), mode
+    )
+    assert report["status"] == "idle", report  # the engine answered: it was really running
+    if mode == "disable":
+        assert report["exit_code"] is not None  # unregister waited for the child's exit
+    deadline = time.monotonic() + 15
+    while not process_exited(report["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process_exited(report["pid"]), f"engine {report['pid']} outlived its Blender ({mode})"
