@@ -1,0 +1,1 @@
+"""Input encodings: Fourier features (NeRF) and the multiresolution hash grid (instant-NGP)."""

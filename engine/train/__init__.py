@@ -1,0 +1,1 @@
+"""Training: configs, the trainer loop, checkpoints and image metrics."""
