@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,11 @@ from .levels import FieldKind, SurfaceLevel
 from .mise import initial_resolution_for, refinement_steps, sample_mise
 from .surface import marching_cubes
 from .triangle_mesh import TriangleMesh
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..train.trainer import Trainer
 
 
 class SamplingMethod(enum.Enum):
@@ -198,9 +203,9 @@ def extract_radiance_mesh(
     )
 
 
-def points_per_batch(device: Any) -> int:
+def points_per_batch(device: torch.device) -> int:
     """Points per field query for ``device`` (a torch.device): a share of free GPU memory, else a fixed size."""
-    if getattr(device, "type", "cpu") == "cuda":
+    if device.type == "cuda":
         import torch
 
         free_bytes, _ = torch.cuda.mem_get_info(device)
@@ -209,26 +214,26 @@ def points_per_batch(device: Any) -> int:
     return CPU_BATCH_POINTS
 
 
-def extract_mesh_from_trainer(trainer: Any, settings: ExtractSettings) -> MeshResult:
+def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> MeshResult:
     """Mesh of a trained field (``Trainer``) in world units, not written. See :func:`extract_to_file`."""
     field_name = trainer.config.field
     kind = FIELD_KINDS.get(field_name)
     if kind is None:
         raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {sorted(FIELD_KINDS)}")
     box = trainer.scene_box
-    batch_points = settings.batch_points or points_per_batch(getattr(trainer, "device", None))
+    batch_points = settings.batch_points or points_per_batch(trainer.device)
     return extract_radiance_mesh(
         trainer,
         np.asarray(box.minimum, dtype=np.float64),
         np.asarray(box.maximum, dtype=np.float64),
         settings,
         batch_points,
-        colours_are_linear=getattr(trainer, "color_space", "srgb") == "linear",
+        colours_are_linear=trainer.color_space == "linear",
         what=f"the {field_name} field",
     )
 
 
-def extract_to_file(trainer: Any, out_path: Path, resolution: int = 256, **options: Any) -> MeshResult:
+def extract_to_file(trainer: Trainer, out_path: Path, resolution: int = 256, **options: Any) -> MeshResult:
     """Extract and write ``out_path`` (.ply, .obj or .glb) atomically; the session's ``Extract`` command.
 
     Raises ``EmptySurfaceError`` (nothing written) when the field has no surface at the level,
