@@ -67,13 +67,15 @@ class EngineProcess:
     def send(self, message: protocol.Message) -> None:
         self.send_bytes(protocol.encode(message))
 
-    def next_event(self, timeout: float = 30.0) -> protocol.Message | None:
-        """The next event that is not a log line or status change; ``None`` at the end of the stream."""
+    def next_event(
+        self, timeout: float = 30.0, skip: tuple[type, ...] = (protocol.Log, protocol.Status)
+    ) -> protocol.Message | None:
+        """The next event not of a ``skip`` type (log lines and status changes); ``None`` at the end of the stream."""
         while True:
             event = self.events.get(timeout=timeout)
             if isinstance(event, Exception):
                 raise event
-            if not isinstance(event, protocol.Log | protocol.Status):
+            if not isinstance(event, skip):
                 return event
 
     def wait(self, timeout: float = 30.0) -> int:
@@ -264,3 +266,78 @@ def test_preview_pixels_are_bottom_row_first_with_opacity_as_alpha() -> None:
     assert opacity_rgba[0, 0, 0] == 128 and opacity_rgba[1, 0, 0] == 255
     with pytest.raises(ValueError, match="'normals' is not one of color, depth, opacity"):
         preview_pixels(rgb, depth, opacity, "normals")
+
+
+# Small and quick on 2 shared cores (see tests/addon/test_session.py).
+FAST_SETTINGS = {
+    "batch_rays": 256,
+    "compile": "off",
+    "log_every": 1000,
+    "checkpoint_every": 100000,
+    "ngp": {"levels": 4, "log2_table_size": 12, "marching_steps": 32, "occupancy_resolution": 16},
+}
+
+
+def next_of(engine: EngineProcess, kind: type, timeout: float = 60.0) -> protocol.Message:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = engine.next_event(timeout=max(0.1, deadline - time.monotonic()), skip=(protocol.Log,))
+        if isinstance(event, kind):
+            return event
+        assert not (isinstance(event, protocol.Error) and event.fatal), event
+    raise AssertionError(f"no {kind.__name__} within {timeout} s")
+
+
+def test_a_training_session_renders_pauses_resumes_and_stops_with_a_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real trainer behind the protocol: RenderView, a bad SetView, Pause/Resume, the run-folder lock, Stop."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    engine, rival = EngineProcess(), EngineProcess()
+    try:
+        handshake(engine)
+        run_dir = tmp_path / "run"
+        engine.send(
+            protocol.Train(
+                dataset=str(tiny_dataset), out_dir=str(run_dir), steps=100000, preview_every_s=0.0,
+                settings=FAST_SETTINGS,
+            )
+        )  # fmt: skip
+        assert next_of(engine, protocol.Progress).step >= 1
+
+        engine.send(protocol.RenderView(request_id=9, camera_to_world=np.eye(4).tolist(), fl_x=8.0, fl_y=8.0,
+                                        cx=4.0, cy=3.0, width=8, height=6, mode="depth"))  # fmt: skip
+        frame = next_of(engine, protocol.PreviewFrame)
+        assert (frame.request_id, frame.width, frame.height, frame.mode) == (9, 8, 6, "depth")
+        assert len(frame.payload) == 8 * 6 * 4
+
+        engine.send(protocol.SetView(camera_to_world=[[1.0, 0.0], [0.0, 1.0]], fl_x=1.0, fl_y=1.0, width=4, height=4))
+        error = next_of(engine, protocol.Error)
+        assert "camera_to_world must be a finite 4x4" in error.message and error.command == "set_view"
+
+        engine.send(protocol.Pause())
+        paused = next_of(engine, protocol.Status)
+        assert paused.state == "paused"
+        time.sleep(0.5)
+        while not engine.events.empty():  # nothing trains while paused
+            assert not isinstance(engine.events.get_nowait(), protocol.Progress)
+        engine.send(protocol.Resume())
+        assert next_of(engine, protocol.Status).state == "training"
+        assert next_of(engine, protocol.Progress).step > paused.step
+
+        # Another engine may not train into the same run folder.
+        handshake(rival)
+        rival.send(protocol.Train(dataset=str(tiny_dataset), out_dir=str(run_dir), settings=FAST_SETTINGS))
+        refused = next_of(rival, protocol.Error)
+        assert f"run folder {run_dir} is in use by engine pid {engine.process.pid}" in refused.message
+
+        engine.send(protocol.Stop())
+        checkpoint = next_of(engine, protocol.Checkpoint)
+        done = next_of(engine, protocol.Done)
+        assert done.reason == "stopped" and done.checkpoint == checkpoint.path and Path(done.checkpoint).is_file()
+        assert "training stopped at step" in (run_dir / "engine.log").read_text()
+        engine.send(protocol.Shutdown())
+        assert engine.wait() == 0
+    finally:
+        engine.close()
+        rival.close()
