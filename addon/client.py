@@ -60,6 +60,7 @@ class SessionState:
     rays_per_second: float = 0.0
     elapsed_s: float = 0.0
     remaining_s: float = 0.0
+    preview_share: float = 0.0  # fraction of the engine's wall time spent rendering previews
     message: str = ""  # the last log line, warning or error, for the panel
     error: str = ""  # set when the session failed: the reason and the engine's last log lines
     checkpoint: str = ""
@@ -282,6 +283,7 @@ class EngineSession:
             state.step, state.total_steps = event.step, event.total_steps
             state.loss, state.psnr, state.rays_per_second = event.loss, event.psnr, event.rays_per_second
             state.elapsed_s, state.remaining_s = event.elapsed_s, event.remaining_s
+            state.preview_share = event.preview_s / event.elapsed_s if event.elapsed_s > 0 else 0.0
             state.history.append((event.step, event.loss, event.psnr))
             del state.history[:-HISTORY_LIMIT]
             result.progressed = True

@@ -110,7 +110,7 @@ class VIEW3D_PT_fieldwork_train(bpy.types.Panel):
         grid.label(text=f"Loss {state.loss:.4g}")
         grid.label(text=f"PSNR {state.psnr:.2f} dB")
         grid.label(text=f"{state.rays_per_second / 1000:.1f}k rays/s")
-        grid.label(text=f"Frames {state.frames_received}")
+        grid.label(text=f"Frames {state.frames_received} ({100 * state.preview_share:.0f}% of time)")
         grid.label(text=f"Elapsed {_duration(state.elapsed_s)}")
         grid.label(text=f"Left {_duration(state.remaining_s)}")
         if state.error:

@@ -38,6 +38,25 @@ def train_command(scene: bpy.types.Scene, dataset: Path, run_dir: Path, device: 
     )
 
 
+def export_with_progress(context: bpy.types.Context, scene: bpy.types.Scene, dataset: Path) -> None:
+    """Render the cameras into ``dataset``; Blender's progress indicator counts the frames."""
+    window_manager = context.window_manager
+    started = False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            window_manager.progress_begin(0, total)
+            started = True
+        window_manager.progress_update(done)
+
+    try:
+        capture.export_dataset(scene, dataset, overwrite=True, progress=progress)
+    finally:
+        if started:
+            window_manager.progress_end()
+
+
 class FIELDWORK_OT_train(bpy.types.Operator):
     """Train a neural field on this scene's cameras in the engine process; previews stream into Blender"""
 
@@ -65,7 +84,7 @@ class FIELDWORK_OT_train(bpy.types.Operator):
             else:
                 # Fieldwork's own render of the cameras: replaced on each run so it matches the scene.
                 dataset = output / DATASET_FOLDER
-                capture.export_dataset(scene, dataset, overwrite=True)
+                export_with_progress(context, scene, dataset)
             session = client.start_session(client.scene_key(scene), python, label=f"scene {scene.name!r}")
         except (engine_env.EngineSetupError, client.EngineBusyError, capture.CaptureError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))

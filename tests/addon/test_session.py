@@ -264,3 +264,31 @@ def test_no_orphan_engine_when_the_addon_is_disabled_or_blender_dies(  # type: i
     while not process_exited(report["pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process_exited(report["pid"]), f"engine {report['pid']} outlived its Blender ({mode})"
+
+
+def test_train_renders_the_scenes_cameras_first_when_no_dataset_is_given(  # type: ignore[no-untyped-def]
+    fieldwork_addon: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synchronous path, the artist's default: no Dataset set, so Train exports the cameras, then trains."""
+    from scripts.scenes import build_object_scene
+
+    info = build_object_scene(camera_count=4, resolution=16, samples=2)
+    train = addon_module("operators.train")
+    original = train.train_command
+
+    def fast_train_command(*args, **kwargs):  # type: ignore[no-untyped-def]
+        command = original(*args, **kwargs)
+        command.settings = dict(FAST_SETTINGS)
+        return command
+
+    monkeypatch.setattr(train, "train_command", fast_train_command)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    settings = info.scene.fieldwork
+    settings.output_dir, settings.dataset_dir, settings.steps = str(tmp_path / "out"), "", 2
+    try:
+        assert bpy.ops.fieldwork.train() == {"FINISHED"}
+    finally:
+        addon_module("client").close_all()
+    transforms = (tmp_path / "out" / "dataset" / "transforms.json").read_text()
+    assert all(name in transforms for name in info.camera_names)
+    assert (tmp_path / "out" / "run" / "checkpoint.pt").is_file()
