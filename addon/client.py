@@ -117,7 +117,7 @@ class EngineSession:
         self.process: subprocess.Popen[bytes] | None = None
         self._closing = False
         self._write_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._log_reader: threading.Thread | None = None
         self._view_id = 0
         self.last_view_sent_at = 0.0
 
@@ -149,12 +149,9 @@ class EngineSession:
         except OSError as exc:
             raise engine_env.EngineSetupError(f"Cannot start the engine with {self.python}: {exc}") from exc
         self.state.engine_pid = self.process.pid
-        self._threads = [
-            threading.Thread(target=self._read_events, name=f"fieldwork-events-{self.key}", daemon=True),
-            threading.Thread(target=self._read_log, name=f"fieldwork-log-{self.key}", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._log_reader = threading.Thread(target=self._read_log, name=f"fieldwork-log-{self.key}", daemon=True)
+        self._log_reader.start()
+        threading.Thread(target=self._read_events, name=f"fieldwork-events-{self.key}", daemon=True).start()
         self.send(protocol.Hello(client=f"blender {bpy.app.version_string}", session_id=self.session_id))
 
     def send(self, message: protocol.Message) -> bool:
@@ -318,8 +315,8 @@ class EngineSession:
             except subprocess.TimeoutExpired:
                 returncode = None
         # The log reader may still hold the last lines the engine wrote as it died.
-        for thread in self._threads[1:]:
-            thread.join(timeout=0.03)
+        if self._log_reader is not None:
+            self._log_reader.join(timeout=0.03)
         if self._closing or self.state.status in ("finished", "stopped"):
             if self.state.active:
                 self.state.status = "closed"

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import bpy
+import gpu
 import numpy as np
+from gpu_extras.presets import draw_texture_2d
 
 from . import client
 from .engine import protocol
@@ -148,9 +150,6 @@ def _draw_overlay() -> None:
     image = next((im for im in bpy.data.images if im.get(OWNER_PROPERTY) == "preview"), None)
     if image is None or sent is None or sent[0] != region.as_pointer():
         return
-    import gpu
-    from gpu_extras.presets import draw_texture_2d
-
     gpu.state.blend_set("ALPHA")
     draw_texture_2d(gpu.texture.from_image(image), (0, 0), region.width, region.height)
     gpu.state.blend_set("NONE")
