@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import addon_module
+from tests.conftest import addon_module, require_leg
 
 bpy = pytest.importorskip("bpy", reason="the add-on's session needs Blender as a module (bpy)")
 
@@ -249,14 +249,14 @@ def test_setup_job_reports_pip_failure_with_its_log(tmp_path: Path) -> None:
     assert commands[0][1:3] == ["-m", "venv"] and commands[1][-2:] == ["-r", str(setup_engine.REQUIREMENTS)]
 
 
+@pytest.mark.parametrize("leg", ["blender-5.0", "blender-5.2"])
 @pytest.mark.parametrize("mode", ["disable", "crash"])
 def test_no_orphan_engine_when_the_addon_is_disabled_or_blender_dies(  # type: ignore[no-untyped-def]
-    mode: str, built_extension: Path, engine_python: Path, run_blender_script
+    leg: str, mode: str, built_extension: Path, engine_python: Path, run_blender_script
 ) -> None:
-    """A fresh Blender process starts an engine, then disables the add-on or dies without cleaning up."""
-    report = run_blender_script(
-        Path(sys.executable), "session_orphans.py", str(built_extension), str(engine_python), mode
-    )
+    """A fresh Blender process (both legs) starts an engine, then disables the add-on or dies without cleaning up."""
+    python = require_leg(leg)
+    report = run_blender_script(python, "session_orphans.py", str(built_extension), str(engine_python), mode)
     assert report["status"] == "idle", report  # the engine answered: it was really running
     if mode == "disable":
         assert report["exit_code"] is not None  # unregister waited for the child's exit
