@@ -298,9 +298,12 @@ class EngineSession:
         elif isinstance(event, protocol.Checkpoint):
             state.checkpoint = event.path
         elif isinstance(event, protocol.Done):
-            state.status = event.reason
             state.step = event.step
             state.checkpoint = event.checkpoint or state.checkpoint
+            if event.reason == "failed":
+                self._fail(state.message or "training failed")
+                return True
+            state.status = event.reason
             # The checkpoint is written: the engine has nothing left to do for this run.
             self._closing = True
             self.send(protocol.Shutdown())

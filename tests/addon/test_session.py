@@ -293,3 +293,25 @@ def test_train_renders_the_scenes_cameras_first_when_no_dataset_is_given(  # typ
     transforms = (tmp_path / "out" / "dataset" / "transforms.json").read_text()
     assert all(name in transforms for name in info.camera_names)
     assert (tmp_path / "out" / "run" / "checkpoint.pt").is_file()
+
+
+def test_a_run_the_engine_refuses_is_reported_by_name(scene, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Synchronous path. A setting the trainer does not know: the operator fails naming it, nothing hangs."""
+    train = addon_module("operators.train")
+    original = train.train_command
+
+    def misspelt_train_command(*args, **kwargs):  # type: ignore[no-untyped-def]
+        command = original(*args, **kwargs)
+        command.settings = {"batch_rayz": 256}
+        return command
+
+    monkeypatch.setattr(train, "train_command", misspelt_train_command)
+    with pytest.raises(RuntimeError, match="train failed: unknown train config keys: batch_rayz"):
+        bpy.ops.fieldwork.train()
+    client = addon_module("client")
+    session = client.session_for(client.scene_key(scene))
+    assert session.state.status == "failed"
+    deadline = time.monotonic() + 10
+    while not process_exited(session.state.engine_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process_exited(session.state.engine_pid)
