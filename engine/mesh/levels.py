@@ -17,10 +17,12 @@ class FieldKind(enum.Enum):
     OCCUPANCY = "occupancy"  # occupancy networks: the field returns logits of the probability
 
 
-# Radiance fields have no surface, only density. This default makes a slab one hundredth of
-# the scene box's diagonal thick 99% opaque, i.e. sigma = ln(100) / (diagonal / 100): thin
-# enough to keep fine detail, opaque enough that the semi-transparent haze is left out.
-DEFAULT_OPAQUE_SLAB_FRACTION = 0.01
+# Radiance fields have no surface, only density. The default level makes a slab 5% of the scene
+# box's diagonal thick 50% opaque: sigma = ln 2 / (0.05 * diagonal). A field only needs enough
+# density to make the object opaque along a ray through it, so trained densities stay modest and
+# the level must too: in a [0, 1] cube around a scene this is about 8, in the range of the usual
+# marching-cubes thresholds for NeRF-style fields (instant-ngp 2.5, torch-ngp 10).
+DEFAULT_HALF_OPAQUE_SLAB_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class SurfaceLevel:
     @classmethod
     def default_for(cls, kind: FieldKind, box_diagonal: float) -> SurfaceLevel:
         if kind is FieldKind.DENSITY:
-            slab = DEFAULT_OPAQUE_SLAB_FRACTION * box_diagonal
-            return cls(kind, math.log(100.0) / slab)
+            slab = DEFAULT_HALF_OPAQUE_SLAB_FRACTION * box_diagonal
+            return cls(kind, math.log(2.0) / slab)
         if kind is FieldKind.OCCUPANCY:
             return cls(kind, 0.5)
         return cls(kind, 0.0)

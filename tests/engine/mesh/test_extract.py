@@ -60,11 +60,11 @@ def test_radiance_mesh_sits_on_the_density_level_with_the_field_colours() -> Non
     assert result.mesh.signed_volume() > 0
 
 
-def test_default_density_level_makes_a_slab_of_a_hundredth_of_the_diagonal_opaque() -> None:
+def test_default_density_level_makes_a_slab_of_a_twentieth_of_the_diagonal_half_opaque() -> None:
     field = FoggySphere()
     result = extract_radiance_mesh(field, BOX_MIN, BOX_MAX, ExtractSettings(resolution=32), batch_points=50_000)
     diagonal = float(np.linalg.norm(BOX_MAX - BOX_MIN))
-    assert result.level.value == pytest.approx(math.log(100) / (0.01 * diagonal))
+    assert result.level.value == pytest.approx(math.log(2) / (0.05 * diagonal))
 
 
 def test_mise_and_dense_give_the_same_mesh_for_far_fewer_queries() -> None:
