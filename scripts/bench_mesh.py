@@ -33,7 +33,7 @@ from engine.mesh.grid import Grid  # noqa: E402
 from engine.mesh.levels import FieldKind, SurfaceLevel  # noqa: E402
 from engine.mesh.metrics import surface_distances  # noqa: E402
 from engine.mesh.mise import initial_resolution_for, sample_mise  # noqa: E402
-from engine.mesh.surface import marching_cubes  # noqa: E402
+from engine.mesh.surface import EmptySurfaceError, marching_cubes  # noqa: E402
 from engine.mesh.triangle_mesh import TriangleMesh  # noqa: E402
 
 
@@ -43,7 +43,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2000, help="training steps")
     parser.add_argument("--cameras", type=int, default=48)
     parser.add_argument("--image-size", type=int, default=96, help="rendered views are this many pixels square")
+    parser.add_argument("--batch-rays", type=int, default=4096, help="rays per training step")
+    parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile the field")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--level", type=float, help="density level per world unit (default: the engine's)")
     parser.add_argument("--points", type=int, default=200_000, help="surface samples per mesh for the metrics")
     parser.add_argument("--analytic-only", action="store_true", help="skip rendering and training")
     parser.add_argument("--out", type=Path, help="folder for the dataset, run and results (default: a temp folder)")
@@ -84,10 +87,10 @@ def analytic_rows(resolutions: list[int]) -> list[dict]:
 
 def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, TriangleMesh, dict]:
     import bpy  # noqa: F401  (Blender as a module: the scene and its renders are real)
-    from engine.train.trainer import Trainer
 
     from addon import capture
     from engine.train.config import TrainConfig
+    from engine.train.trainer import Trainer
     from scripts.scenes import build_object_scene
 
     started = time.perf_counter()
@@ -104,7 +107,8 @@ def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, Triang
     render_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    trainer = Trainer.create(dataset, out / "run", TrainConfig(field=args.field, steps=args.steps))
+    config = TrainConfig(field=args.field, steps=args.steps, batch_rays=args.batch_rays, compile=args.compile)
+    trainer = Trainer.create(dataset, out / "run", config)
     while not trainer.is_done():
         trainer.train_step()
     trainer.save_checkpoint()
@@ -118,8 +122,12 @@ def trained_rows(trainer: object, truth: TriangleMesh, args: argparse.Namespace)
     rows = []
     for resolution in args.resolutions:
         for method in (SamplingMethod.MISE, SamplingMethod.DENSE):
-            settings = ExtractSettings(resolution=resolution, method=method, colour=False)
-            result = extract_mesh_from_trainer(trainer, settings)
+            settings = ExtractSettings(resolution=resolution, method=method, level=args.level, colour=False)
+            try:
+                result = extract_mesh_from_trainer(trainer, settings)
+            except EmptySurfaceError as exc:
+                print(f"{method.value} at {resolution}: {exc}")
+                continue
             distances = surface_distances(result.mesh, truth, threshold, n_points=args.points)
             rows.append(
                 {
@@ -153,6 +161,8 @@ def print_table(rows: list[dict]) -> None:
         )
     by_key = {(row["part"], row["resolution"], row["method"]): row for row in rows}
     for part, resolution, _ in sorted({key for key in by_key if key[2] == "mise"}):
+        if (part, resolution, "dense") not in by_key:
+            continue
         mise, dense = by_key[(part, resolution, "mise")], by_key[(part, resolution, "dense")]
         line = (
             f"{part} at {resolution}^3: MISE asks {dense['queries'] / mise['queries']:.1f}x fewer points, "
