@@ -12,7 +12,7 @@ EXIT_MISSING_DEPENDENCY = 3  # as `info` uses
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
 # Modules are imported only when their command runs, so `info` works without torch.
-COMMANDS = ("info", "serve", "extract")
+COMMANDS = ("info", "serve", "extract", "train", "render", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """instant-NGP (Mueller et al. 2022) in plain PyTorch: a multiresolution hash grid feeds a one-hidden-layer
 density MLP (log-density plus geometry features); a two-hidden-layer colour MLP takes those features and
-the encoded view direction. Rays march in fixed steps through the cells an occupancy grid marks as
+the view direction in spherical harmonics. Rays march in fixed steps through the cells an occupancy grid marks as
 occupied, and stop once their transmittance is negligible (early termination).
 """
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..encodings.hash_grid import HashGrid
-from ..encodings.positional import PositionalEncoding
+from ..encodings.spherical_harmonics import SphericalHarmonics
 from ..render.occupancy_grid import OccupancyGrid
 from ..render.samplers import RaySamples, compact_samples, march_samples
 from ..render.volume import transmittance, volume_render
@@ -55,7 +55,7 @@ class NgpField(nn.Module):
         self.density_mlp = nn.Sequential(
             nn.Linear(self.encoding.out_dim, width), nn.ReLU(), nn.Linear(width, 1 + config.geometry_features)
         )
-        self.direction_encoding = PositionalEncoding(3, config.direction_frequencies)
+        self.direction_encoding = SphericalHarmonics(config.direction_sh_degree)
         self.colour_mlp = nn.Sequential(
             nn.Linear(config.geometry_features + self.direction_encoding.out_dim, width),
             nn.ReLU(),

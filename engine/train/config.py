@@ -39,7 +39,7 @@ class NgpConfig:
     finest_resolution: int = 0  # 0: fit the scene (about two grid cells per pixel footprint)
     hidden_width: int = 64
     geometry_features: int = 15
-    direction_frequencies: int = 4
+    direction_sh_degree: int = 4  # view direction as spherical harmonics of bands 0..3, as the paper
     marching_steps: int = 0  # samples along the unit cube's diagonal; 0: two per finest grid cell
     occupancy_resolution: int = 64  # cells per side, at most the finest resolution
     occupancy_update_every: int = 16

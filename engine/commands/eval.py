@@ -1,0 +1,33 @@
+"""``python -m engine eval RUN_DIR``: PSNR and SSIM of a trained run on its held-out views, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "evaluate a trained run: PSNR/SSIM per held-out view and their mean, as JSON on stdout"
+
+EXIT_BAD_INPUT = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a training run folder (with its checkpoint)")
+    parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--frames", type=int, nargs="+", help="evaluate these frame indices instead of the held-out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.dataset import DatasetError
+    from ..data.transforms import TransformsError
+    from ..train.trainer import Trainer
+
+    try:
+        trainer = Trainer.from_run(args.run_dir.expanduser(), args.device)
+        result = trainer.evaluate(args.frames)
+    except (DatasetError, TransformsError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(result, indent=2))
+    return 0

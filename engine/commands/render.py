@@ -1,0 +1,130 @@
+"""``python -m engine render RUN_DIR --camera 3``: render a trained run from a camera.
+
+The camera is a frame index of the run's dataset, or a JSON file holding ``camera_to_world`` (or
+``transform_matrix``; 4x4, Blender world, camera looks down -Z) and pinhole ``fl_x fl_y cx cy w h``.
+Writes NAME_rgb.png (8 bit, in the dataset's colour space), NAME_opacity.png (8 bit),
+NAME_depth.npy (float32 depth along the viewing axis, world units) and NAME_depth.png (16 bit, depth
+scaled so the farthest hit is white; 0 where nothing was hit). Files are written atomically and never
+replace existing ones unless --overwrite is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "render colour, depth and opacity images of a trained run from a dataset frame or a JSON camera"
+
+EXIT_BAD_INPUT = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a training run folder (with its checkpoint)")
+    parser.add_argument(
+        "--camera", required=True, help="a frame index of the run's dataset, or a camera JSON file (see --help)"
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/renders)")
+    parser.add_argument("--name", help="file name stem (default: frame_N or the JSON file's stem)")
+    parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing images of the same name")
+
+
+def read_camera_json(path: Path) -> tuple[np.ndarray, Any]:
+    """(4, 4) camera_to_world and Intrinsics from a camera JSON file; errors name the file and key."""
+    from ..data.transforms import Intrinsics
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable camera JSON file: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    matrix_value = document.get("camera_to_world", document.get("transform_matrix"))
+    try:
+        matrix = np.asarray(matrix_value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: camera_to_world must be a 4x4 list of numbers") from error
+    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+        raise ValueError(f"{path}: camera_to_world must be a finite 4x4 matrix, got {matrix_value!r}")
+    missing = [key for key in ("fl_x", "w", "h") if key not in document]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}")
+    width, height = int(document["w"]), int(document["h"])
+    try:
+        intrinsics = Intrinsics(
+            fl_x=float(document["fl_x"]),
+            fl_y=float(document.get("fl_y", document["fl_x"])),
+            cx=float(document.get("cx", width / 2)),
+            cy=float(document.get("cy", height / 2)),
+            width=width,
+            height=height,
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error
+    return matrix, intrinsics
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.dataset import DatasetError
+    from ..data.transforms import TransformsError
+    from ..train.trainer import Trainer
+
+    run_dir: Path = args.run_dir.expanduser()
+    out_dir: Path = (args.out or run_dir / "renders").expanduser()
+    try:
+        trainer = Trainer.from_run(run_dir, args.device)
+        if args.camera.lstrip("-").isdigit():
+            index = int(args.camera)
+            dataset = trainer.dataset
+            if not 0 <= index < len(dataset.frames):
+                raise ValueError(f"--camera {index}: the dataset has frames 0..{len(dataset.frames) - 1}")
+            camera_to_world = dataset.cameras.camera_to_world[index].cpu().numpy()
+            intrinsics = dataset.intrinsics[index]
+            name = args.name or f"frame_{index}"
+        else:
+            camera_path = Path(args.camera).expanduser()
+            camera_to_world, intrinsics = read_camera_json(camera_path)
+            name = args.name or camera_path.stem
+        targets = {kind: out_dir / f"{name}_{kind}" for kind in ("rgb.png", "opacity.png", "depth.png", "depth.npy")}
+        existing = [str(path) for path in targets.values() if path.exists()]
+        if existing and not args.overwrite:
+            raise ValueError(f"{', '.join(existing)} already exist; pass --overwrite or another --name/--out")
+        rendered = trainer.render(camera_to_world, intrinsics)
+    except (DatasetError, TransformsError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hit_depth = rendered.depth[rendered.opacity > 0.5]
+    far = float(hit_depth.max()) if hit_depth.size else 1.0
+    depth_image = np.where(rendered.opacity > 0.5, np.clip(rendered.depth / max(far, 1e-12), 0, 1), 0.0)
+    _write_atomic(targets["rgb.png"], lambda path: _png(path, rendered.rgb, 255, np.uint8))
+    _write_atomic(targets["opacity.png"], lambda path: _png(path, rendered.opacity, 255, np.uint8))
+    _write_atomic(targets["depth.png"], lambda path: _png(path, depth_image, 65535, np.uint16))
+    _write_atomic(targets["depth.npy"], lambda path: np.save(path, rendered.depth))
+    print(json.dumps({name: str(path) for name, path in targets.items()}))
+    return 0
+
+
+def _png(path: Path, image: np.ndarray, scale: int, dtype: type) -> None:
+    import imageio.v3 as iio
+
+    iio.imwrite(path, (np.clip(image, 0.0, 1.0) * scale + 0.5).astype(dtype), extension=".png")
+
+
+def _write_atomic(target: Path, write: Any) -> None:
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(descriptor)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,76 @@
+"""``python -m engine train DATASET --field ngp --steps N --out RUN_DIR``: train a radiance field.
+
+Resumes when RUN_DIR already holds a checkpoint. Progress goes to stderr, the log to RUN_DIR/engine.log,
+and the final evaluation (PSNR/SSIM on held-out views) to stdout as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+HELP = "train a radiance field (ngp or nerf) on a transforms.json dataset; resumes a run folder's checkpoint"
+
+EXIT_BAD_INPUT = 2
+# With only a time budget the step budget must not end the run first.
+UNLIMITED_STEPS = 10**9
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..train.config import BACKGROUNDS, FIELDS
+
+    parser.add_argument("dataset", type=Path, metavar="DATASET", help="transforms.json or the folder holding it")
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (created or resumed)")
+    parser.add_argument("--field", choices=FIELDS, default="ngp", help="ngp (hash grid, fast) or nerf (the original)")
+    parser.add_argument("--steps", type=int, help="step budget (default 2000, or unlimited when --minutes is given)")
+    parser.add_argument("--minutes", type=float, default=0.0, help="time budget in minutes of training (0: none)")
+    parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--downscale", type=int, default=1, help="load images downscaled by this whole factor")
+    parser.add_argument("--background", choices=BACKGROUNDS, default="random", help="behind transparent pixels")
+    parser.add_argument("--batch-rays", type=int, help="rays per step")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (runs with a step budget repeat exactly)")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the field")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.dataset import DatasetError
+    from ..data.transforms import TransformsError
+    from ..train.config import TrainConfig
+    from ..train.trainer import LOG_NAME, Trainer
+
+    steps = args.steps if args.steps is not None else (UNLIMITED_STEPS if args.minutes > 0 else TrainConfig.steps)
+    try:
+        config = TrainConfig(
+            field=args.field,
+            steps=steps,
+            minutes=args.minutes,
+            device=args.device,
+            seed=args.seed,
+            downscale=args.downscale,
+            background=args.background,
+            compile=args.compile,
+            **({"batch_rays": args.batch_rays} if args.batch_rays else {}),
+        )
+        out_dir: Path = args.out.expanduser()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _log_to(out_dir / LOG_NAME)
+        trainer = Trainer.create(args.dataset.expanduser(), out_dir, config)
+    except (DatasetError, TransformsError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = trainer.fit(progress=not args.quiet)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _log_to(path: Path) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in (logging.FileHandler(path, encoding="utf-8"), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
