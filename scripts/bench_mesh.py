@@ -43,6 +43,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2000, help="training steps")
     parser.add_argument("--cameras", type=int, default=48)
     parser.add_argument("--image-size", type=int, default=96, help="rendered views are this many pixels square")
+    parser.add_argument("--minutes", type=float, default=0.0, help="training time budget (0: steps only)")
     parser.add_argument("--batch-rays", type=int, default=4096, help="rays per training step")
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile the field")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
@@ -107,13 +108,16 @@ def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, Triang
     render_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    config = TrainConfig(field=args.field, steps=args.steps, batch_rays=args.batch_rays, compile=args.compile)
+    config = TrainConfig(
+        field=args.field, steps=args.steps, minutes=args.minutes, batch_rays=args.batch_rays, compile=args.compile
+    )
     trainer = Trainer.create(dataset, out / "run", config)
     while not trainer.is_done():
         trainer.train_step()
     trainer.save_checkpoint()
     train_seconds = time.perf_counter() - started
-    return trainer, truth, {"render_and_export_seconds": render_seconds, "train_seconds": train_seconds}
+    timings = {"render_and_export_seconds": render_seconds, "train_seconds": train_seconds, "steps": trainer.step}
+    return trainer, truth, timings
 
 
 def trained_rows(trainer: object, truth: TriangleMesh, args: argparse.Namespace) -> list[dict]:
@@ -193,6 +197,8 @@ def main(argv: list[str]) -> int:
     if not args.analytic_only:
         trainer, truth, timings = build_and_train(args, out)
         report["timings"] = timings
+        rendered, trained = timings["render_and_export_seconds"], timings["train_seconds"]
+        print(f"rendered and exported in {rendered:.0f} s, trained {timings['steps']} steps in {trained:.0f} s")
         rows += trained_rows(trainer, truth, args)
     report["rows"] = rows
     print_table(rows)
