@@ -120,3 +120,24 @@ def test_cycles_renders_the_vertex_colours(empty_scene: bpy.types.Scene, tmp_pat
     pixels = np.asarray(image.pixels[:], dtype=np.float32).reshape(16, 16, 4)
     centre = pixels[6:10, 6:10, :3].mean(axis=(0, 1))
     assert centre[0] > 2 * centre[1] and centre[0] > 2 * centre[2], f"sphere should render red, got {centre}"
+
+
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".glb"])
+def test_blenders_own_importers_put_every_format_in_place(
+    empty_scene: bpy.types.Scene, tmp_path: Path, suffix: str
+) -> None:
+    """PLY is written Z-up, OBJ and glTF Y-up: each with its importer's default axes lands in place."""
+    path = write_mesh(SPHERE, tmp_path / f"sphere{suffix}")
+    if suffix == ".ply":
+        bpy.ops.wm.ply_import(filepath=str(path))
+    elif suffix == ".obj":
+        bpy.ops.wm.obj_import(filepath=str(path))
+    else:
+        bpy.ops.import_scene.gltf(filepath=str(path))
+    (obj,) = [obj for obj in bpy.data.objects if obj.type == "MESH"]
+    bpy.context.view_layer.update()
+    low, high = _world_bounds(obj)
+    expected_low, expected_high = SPHERE.bounds()
+    np.testing.assert_allclose(low, expected_low, atol=1e-4)
+    np.testing.assert_allclose(high, expected_high, atol=1e-4)
+    assert len(obj.data.color_attributes) == 1, f"{suffix}: the vertex colours must come along"
