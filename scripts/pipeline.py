@@ -60,6 +60,8 @@ class PipelineSettings:
     holdout_every: int = 8  # every n-th camera is held out for PSNR
     compile: str = "auto"  # torch.compile the field: auto | on | off (off starts at once; tiny runs want that)
     batch_rays: int = 0  # rays per training step; 0: the trainer's default
+    warmup_steps: int = 0  # learning-rate warm-up; 0: the trainer's default (a few-step run wants a short one)
+    mesh_level: float = 0.0  # surface density level per world unit; 0: the engine's automatic level
     preview_every_s: float = 2.0
     preview_max_side: int = 128
 
@@ -160,18 +162,26 @@ def open_blend(path: Path) -> None:
 def save_blend_copy(target: Path) -> Path:
     """Save the open file as ``target`` atomically: a temporary name in the same folder, then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".blend", dir=target.parent)
-    os.close(descriptor)
+    # A name that does not exist yet: Blender would keep an existing file at the temporary name as a .blend1.
+    temporary = target.with_name(f".{target.stem}.{os.getpid()}.{time.monotonic_ns()}.blend")
     try:
         # copy=True: the session keeps its own file path; relative paths are remapped to the new folder.
-        result = bpy.ops.wm.save_as_mainfile(filepath=temporary, copy=True, relative_remap=True)
+        result = bpy.ops.wm.save_as_mainfile(filepath=str(temporary), copy=True, relative_remap=True)
         if result != {"FINISHED"}:
             raise PipelineError(f"Blender could not save {target} ({sorted(result)})")
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return target
+
+
+def _publish(temporary: str, target: Path) -> None:
+    """Give a finished temporary file ordinary permissions (mkstemp makes it private) and move it into place."""
+    from engine.data.transforms import current_umask
+
+    os.chmod(temporary, 0o666 & ~current_umask())
+    os.replace(temporary, target)
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
@@ -181,7 +191,7 @@ def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2, default=_json_default)
             handle.write("\n")
-        os.replace(temporary, path)
+        _publish(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -294,7 +304,7 @@ def write_png(path: Path, rgba: Any) -> Path:
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
-        os.replace(temporary, path)
+        _publish(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -455,6 +465,8 @@ def train_overrides(settings: PipelineSettings) -> dict[str, Any]:
     overrides: dict[str, Any] = {"compile": settings.compile}
     if settings.batch_rays:
         overrides["batch_rays"] = settings.batch_rays
+    if settings.warmup_steps:
+        overrides["warmup_steps"] = settings.warmup_steps
     return overrides
 
 
@@ -584,6 +596,8 @@ def reconstruct_open_file(
             python, "extract", str(run_dir), "--resolution", str(settings.mesh_resolution),
             "--out", str(mesh_path), "--json", "--device", settings.device,
         )  # fmt: skip
+        if settings.mesh_level > 0:
+            command += ["--level", repr(settings.mesh_level)]
         job = extract_mesh.ExtractJob(run_dir, mesh_path, command)
         completed = subprocess.run(
             command, capture_output=True, text=True, env=engine_env.engine_environment(), check=False
@@ -629,3 +643,23 @@ def reconstruct_open_file(
         report.timings_s["total"] = time.perf_counter() - run_started
         write_json_atomic(out_dir / REPORT_NAME, report.to_json())
     return report
+
+
+def render_camera(python: Path, run_dir: Path, frame_index: int, out_dir: Path, device: str = "auto") -> Path:
+    """``python -m engine render RUN --camera INDEX``: the trained field's colour image of a dataset frame.
+
+    Returns the path of the 8-bit RGB PNG (composited over white, as the engine evaluates held-out views).
+    """
+    engine_env = addon_module("engine_env")
+    name = f"frame_{frame_index}"
+    command = engine_env.engine_command(
+        python, "render", str(run_dir), "--camera", str(frame_index), "--out", str(out_dir),
+        "--name", name, "--device", device, "--overwrite",
+    )  # fmt: skip
+    environment = engine_env.engine_environment()
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    if completed.returncode != 0:
+        lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {completed.returncode}"
+        raise PipelineError(f"rendering frame {frame_index} of {run_dir} failed: {reason}")
+    return out_dir / f"{name}_rgb.png"

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resolution", type=int, default=None, help="longest side of the rendered views in pixels (default: scene's)"
     )
     parser.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid resolution")
+    parser.add_argument(
+        "--mesh-level", type=float, default=0.0, help="surface density level per world unit (0: automatic)"
+    )
     parser.add_argument("--camera-collection", default="", help="use the cameras of this collection only")
     parser.add_argument("--box-object", default="", help="object whose bounds are the scene box")
     parser.add_argument(
@@ -89,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-rays", type=int, default=0, help="rays per training step (0: the trainer's default)")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=0, help="learning-rate warm-up steps (0: the trainer's default)"
+    )
     parser.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the field (off: no warm-up)"
     )
@@ -114,6 +120,8 @@ def settings_from_args(args: argparse.Namespace) -> pipeline.PipelineSettings:
         seed=args.seed,
         compile=args.compile,
         batch_rays=args.batch_rays,
+        warmup_steps=args.warmup_steps,
+        mesh_level=args.mesh_level,
     )
 
 
@@ -158,6 +166,7 @@ def option_argv(args: argparse.Namespace) -> list[str]:
     """The options of a parsed command line written back as arguments, without files and ``--output``."""
     argv = ["--field", args.field, "--mesh-resolution", str(args.mesh_resolution), "--device", args.device]
     argv += ["--seed", str(args.seed), "--compile", args.compile, "--batch-rays", str(args.batch_rays)]
+    argv += ["--warmup-steps", str(args.warmup_steps), "--mesh-level", repr(args.mesh_level)]
     if args.steps is not None:
         argv += ["--steps", str(args.steps)]
     if args.minutes is not None:

@@ -189,6 +189,9 @@ def save_ground_truth_mesh(info: SceneInfo, path: str | os.PathLike[str]) -> Pat
                 _write_ply(handle, info.vertices, info.triangles)
             else:
                 _write_obj(handle, info.vertices, info.triangles)
+        umask = os.umask(0o022)  # reading the mask means setting it: set straight back
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a mesh file is not
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
