@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from engine.mesh.dense import sample_dense  # noqa: E402
 from engine.mesh.extract import ExtractSettings, SamplingMethod, extract_mesh_from_trainer  # noqa: E402
 from engine.mesh.grid import Grid  # noqa: E402
+from engine.mesh.io import write_mesh  # noqa: E402
 from engine.mesh.levels import FieldKind, SurfaceLevel  # noqa: E402
 from engine.mesh.metrics import surface_distances  # noqa: E402
 from engine.mesh.mise import initial_resolution_for, sample_mise  # noqa: E402
@@ -132,6 +133,7 @@ def trained_rows(trainer: object, truth: TriangleMesh, args: argparse.Namespace)
             except EmptySurfaceError as exc:
                 print(f"{method.value} at {resolution}: {exc}")
                 continue
+            write_mesh(result.mesh, args.out / f"mesh-{method.value}-{resolution}.ply", overwrite=True)
             distances = surface_distances(result.mesh, truth, threshold, n_points=args.points)
             rows.append(
                 {
@@ -180,7 +182,7 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_arguments(argv)
-    out = args.out or Path(tempfile.mkdtemp(prefix="fieldwork-bench-mesh-"))
+    args.out = out = args.out or Path(tempfile.mkdtemp(prefix="fieldwork-bench-mesh-"))
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
