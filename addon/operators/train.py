@@ -8,6 +8,7 @@ import bpy
 
 from .. import capture, client, engine_env, preferences
 from ..engine import protocol
+from .export_dataset import export_with_capture_settings
 
 DATASET_FOLDER = "dataset"
 RUN_FOLDER = "run"
@@ -38,8 +39,8 @@ def train_command(scene: bpy.types.Scene, dataset: Path, run_dir: Path, device: 
     )
 
 
-def export_with_progress(context: bpy.types.Context, scene: bpy.types.Scene, dataset: Path) -> None:
-    """Render the cameras into ``dataset``; Blender's progress indicator counts the frames."""
+def export_with_progress(context: bpy.types.Context, dataset: Path) -> None:
+    """Export the cameras the Capture panel picks into ``dataset``; Blender's progress indicator counts frames."""
     window_manager = context.window_manager
     started = False
 
@@ -51,7 +52,7 @@ def export_with_progress(context: bpy.types.Context, scene: bpy.types.Scene, dat
         window_manager.progress_update(done)
 
     try:
-        capture.export_dataset(scene, dataset, overwrite=True, progress=progress)
+        export_with_capture_settings(context, dataset, overwrite=True, progress=progress)
     finally:
         if started:
             window_manager.progress_end()
@@ -84,7 +85,7 @@ class FIELDWORK_OT_train(bpy.types.Operator):
             else:
                 # Fieldwork's own render of the cameras: replaced on each run so it matches the scene.
                 dataset = output / DATASET_FOLDER
-                export_with_progress(context, scene, dataset)
+                export_with_progress(context, dataset)
             session = client.start_session(client.scene_key(scene), python, label=f"scene {scene.name!r}")
         except (engine_env.EngineSetupError, client.EngineBusyError, capture.CaptureError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
