@@ -78,7 +78,7 @@ class OccupancyGrid(nn.Module):
         # a cell picked twice keeps the larger measurement
         updated = self.densities.view(-1).clone()
         updated[cells] = updated[cells] * self.decay
-        updated.index_reduce_(0, cells, measured, reduce="amax", include_self=True)
+        updated.scatter_reduce_(0, cells, measured, reduce="amax", include_self=True)
         self.densities.copy_(updated.view_as(self.densities))
         threshold = min(self.density_threshold, float(self.densities.mean()))
         self.occupied.copy_(self.densities > threshold)

@@ -272,10 +272,10 @@ class Trainer:
         self.step += 1
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
-        mse = float(main_mse)
+        mse = float(main_mse.detach())
         stats = StepStats(
             step=self.step,
-            loss=float(loss),
+            loss=float(loss.detach()),
             psnr=-10.0 * math.log10(max(mse, 1e-12)),
             rays=n_rays,
             seconds=seconds,
