@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import engine_env, importers, preferences
 from .import_mesh import select_only
@@ -70,6 +70,14 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     level: FloatProperty(  # type: ignore[valid-type]
         name="Density Level", description="Surface density threshold (0: automatic, from the scene size)", min=0.0
     )
+    colour_from: EnumProperty(  # type: ignore[valid-type]
+        name="Colours From",
+        items=[
+            ("field", "Field", "Volume-render the field along each vertex normal"),
+            ("views", "Training Images", "Average the training images that see each vertex"),
+        ],
+        default="field",
+    )
     keep_largest: IntProperty(  # type: ignore[valid-type]
         name="Keep Largest Parts", description="Keep only this many largest connected parts (0: all)", min=0
     )
@@ -93,6 +101,7 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         python = preferences.resolve_engine_python(context)
         out_path = fresh_mesh_path(run_dir, self.resolution)
         arguments = [str(run_dir), "--resolution", str(self.resolution), "--out", str(out_path), "--json"]
+        arguments += ["--colour-from", self.colour_from]
         if self.level > 0:
             arguments += ["--level", repr(self.level)]
         if self.keep_largest:

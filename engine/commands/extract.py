@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--initial-resolution", type=int, default=0, help="MISE's first lattice (0: automatic)")
     parser.add_argument("--level", type=float, help="density threshold per world unit (default: from the box size)")
     parser.add_argument("--no-colour", action="store_true", help="skip vertex colours")
+    parser.add_argument(
+        "--colour-from",
+        choices=("field", "views"),
+        default="field",
+        help="vertex colours from the field along each normal (default) or from the training images",
+    )
     parser.add_argument("--keep-largest", type=int, default=0, help="keep the N largest components (0: all)")
     parser.add_argument(
         "--min-component-size", type=float, default=0.0, help="drop parts smaller than this fraction of the box"
@@ -38,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..mesh.cleanup import CleanupConfig
-    from ..mesh.extract import ExtractSettings, SamplingMethod, extract_mesh_from_trainer
+    from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer
     from ..mesh.io import SUFFIXES, write_mesh
     from ..mesh.surface import EmptySurfaceError
 
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             initial_resolution=args.initial_resolution,
             level=args.level,
             colour=not args.no_colour,
+            colour_from=ColourSource(args.colour_from),
             cleanup=CleanupConfig(
                 keep_largest_components=args.keep_largest,
                 min_component_size=args.min_component_size,

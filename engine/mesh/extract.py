@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .cleanup import CleanupConfig, clean_mesh
-from .colour import colours_along_normals
+from .colour import ViewImage, colours_along_normals, colours_from_views
 from .dense import sample_dense
 from .grid import Grid, SampledGrid
 from .io import linear_to_srgb, write_mesh
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 class SamplingMethod(enum.Enum):
     MISE = "mise"
     DENSE = "dense"
+
+
+class ColourSource(enum.Enum):
+    FIELD = "field"  # the radiance field, volume-rendered along each vertex normal
+    VIEWS = "views"  # the training images that see each vertex (the field where none does)
 
 
 # Which scalar each trainer field preset exposes. A new field kind adds its entry here.
@@ -56,6 +61,7 @@ class ExtractSettings:
     initial_resolution: int = 0  # MISE's first lattice; 0: the resolution halved while it stays >= 32
     level: float | None = None  # density threshold / probability / distance; None: the field kind's default
     colour: bool = True
+    colour_from: ColourSource = ColourSource.FIELD
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     batch_points: int = 0  # 0: sized to the device's memory
     overwrite: bool = False
@@ -89,6 +95,8 @@ class ExtractSettings:
         values = {name: value for name, value in options.items() if name in own}
         if "method" in values:
             values["method"] = SamplingMethod(values["method"])
+        if "colour_from" in values:
+            values["colour_from"] = ColourSource(values["colour_from"])
         cleanup = CleanupConfig(**{name: value for name, value in options.items() if name in cleanup_names})
         return cls(resolution=int(resolution), cleanup=cleanup, **values)
 
@@ -183,7 +191,7 @@ def extract_radiance_mesh(
     mesh = clean_mesh(mesh, settings.cleanup, diagonal)
     if mesh.n_faces == 0:
         raise ValueError(f"clean-up removed every face of {what}'s mesh: loosen min_component_size")
-    if settings.colour:
+    if settings.colour and settings.colour_from is ColourSource.FIELD:
         colours = colours_along_normals(
             mesh,
             field_queries.query_density,
@@ -222,7 +230,7 @@ def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> Me
         raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {sorted(FIELD_KINDS)}")
     box = trainer.scene_box
     batch_points = settings.batch_points or points_per_batch(trainer.device)
-    return extract_radiance_mesh(
+    result = extract_radiance_mesh(
         trainer,
         np.asarray(box.minimum, dtype=np.float64),
         np.asarray(box.maximum, dtype=np.float64),
@@ -231,6 +239,45 @@ def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> Me
         colours_are_linear=trainer.color_space == "linear",
         what=f"the {field_name} field",
     )
+    if settings.colour and settings.colour_from is ColourSource.VIEWS:
+        started = time.perf_counter()
+        colours = colours_from_training_views(trainer, result.mesh, result.grid.cell_size, batch_points)
+        result = dataclasses.replace(
+            result,
+            mesh=result.mesh.with_colors(colours),
+            total_seconds=result.total_seconds + time.perf_counter() - started,
+        )
+    return result
+
+
+def training_views(trainer: Trainer) -> Iterator[ViewImage]:
+    """The run's training images with their cameras, one at a time (a dataset may not fit in memory twice)."""
+    dataset = trainer.dataset
+    cameras = dataset.cameras
+    for frame in dataset.train_indices:
+        alpha = dataset.alpha[frame]
+        # Premultiplied colour over alpha gives the surface's own colour at the object's edges.
+        image = (dataset.premultiplied[frame] / alpha.clamp(min=1e-6)[..., None]).clamp(0.0, 1.0)
+        yield ViewImage(
+            image=image.cpu().numpy(),
+            alpha=alpha.cpu().numpy(),
+            camera_to_world=cameras.camera_to_world[frame].cpu().numpy().astype(np.float64),
+            focal=cameras.focal[frame].cpu().numpy().astype(np.float64),
+            principal=cameras.principal[frame].cpu().numpy().astype(np.float64),
+        )
+
+
+def colours_from_training_views(
+    trainer: Trainer, mesh: TriangleMesh, cell_size: float, batch_points: int
+) -> np.ndarray:
+    """(n_vertices, 3) sRGB colours from the training images; the field colours what no image sees."""
+    colours, seen = colours_from_views(mesh, training_views(trainer), depth_tolerance=2.0 * cell_size)
+    if not seen.all():
+        from_field = colours_along_normals(
+            mesh, trainer.query_density, trainer.query_color, depth=2.0 * cell_size, batch_points=batch_points
+        )
+        colours[~seen] = from_field[~seen]
+    return linear_to_srgb(colours).astype(np.float32) if trainer.color_space == "linear" else colours
 
 
 def extract_to_file(trainer: Trainer, out_path: Path, resolution: int = 256, **options: Any) -> MeshResult:

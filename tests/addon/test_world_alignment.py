@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+import imageio.v3 as imageio
 import numpy as np
 import pytest
 
@@ -32,6 +33,7 @@ class TrainedRun:
     bounds_min: np.ndarray
     bounds_max: np.ndarray
     pixel_footprint: float  # world size of one pixel at the object's distance
+    mean_object_colour: np.ndarray  # (3,) sRGB mean of the opaque pixels of the training images
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +81,17 @@ def trained_run(fieldwork_addon: str, tmp_path_factory: pytest.TempPathFactory) 
         trainer.train_step()
     trainer.save_checkpoint()
     footprint = info.camera_distance * (CAMERA_SENSOR_MM / CAMERA_LENS_MM) / IMAGE_SIZE
-    return TrainedRun(out / "run", np.asarray(info.bounds_min), np.asarray(info.bounds_max), footprint)
+    images = [imageio.imread(path) for path in sorted((out / "dataset" / "images").glob("*.png"))]
+    opaque = np.concatenate([image[image[..., 3] > 128][:, :3] for image in images]) / 255.0
+    return TrainedRun(
+        out / "run", np.asarray(info.bounds_min), np.asarray(info.bounds_max), footprint, opaque.mean(axis=0)
+    )
 
 
 @pytest.mark.slow
 def test_extracted_mesh_matches_the_objects_bounding_box(empty_scene: bpy.types.Scene, trained_run: TrainedRun) -> None:
-    assert bpy.ops.fieldwork.extract_mesh(run_dir=str(trained_run.run_dir), resolution=64) == {"FINISHED"}
+    result = bpy.ops.fieldwork.extract_mesh(run_dir=str(trained_run.run_dir), resolution=64, colour_from="views")
+    assert result == {"FINISHED"}
     (obj,) = empty_scene.collection.children["Fieldwork"].objects
     corners = np.array([obj.matrix_world @ vertex.co for vertex in obj.data.vertices])
     low, high = corners.min(axis=0), corners.max(axis=0)
@@ -98,7 +105,11 @@ def test_extracted_mesh_matches_the_objects_bounding_box(empty_scene: bpy.types.
     assert tolerance < 0.3 * size.min(), "the test must be able to tell alignment from misalignment"
     np.testing.assert_allclose(low, trained_run.bounds_min, atol=tolerance)
     np.testing.assert_allclose(high, trained_run.bounds_max, atol=tolerance)
-    assert obj.data.color_attributes.get("Color") is not None
+    # Colours from the training images: on average the colour the cameras saw on the object.
+    stored = np.empty(4 * len(obj.data.vertices), dtype=np.float32)
+    obj.data.color_attributes["Color"].data.foreach_get("color_srgb", stored)
+    mean_colour = stored.reshape(-1, 4)[:, :3].mean(axis=0)
+    np.testing.assert_allclose(mean_colour, trained_run.mean_object_colour, atol=0.1)
     assert Path(obj["fieldwork_source"]) == trained_run.run_dir.resolve()
 
 
