@@ -66,7 +66,8 @@ class VIEW3D_PT_fieldwork_extract(bpy.types.Panel):
         layout.prop(settings, "mesh_resolution")
         layout.prop(settings, "mesh_replace_previous")
         extract = layout.operator("fieldwork.extract_mesh", icon="MESH_MONKEY")
-        extract.run_dir = settings.mesh_run_dir
+        # Empty: the run the Train button writes, <Output Folder>/run.
+        extract.run_dir = settings.mesh_run_dir or settings.output_dir.rstrip("/\\") + "/run"
         extract.resolution = settings.mesh_resolution
         extract.replace_previous = settings.mesh_replace_previous
         layout.operator("fieldwork.import_mesh", icon="IMPORT")
