@@ -104,7 +104,9 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         max=60.0,
     )
     mesh_run_dir: StringProperty(  # type: ignore[valid-type]
-        name="Run Folder", description="The training run to extract a mesh from", subtype="DIR_PATH"
+        name="Run Folder",
+        description="The training run to extract a mesh from (empty: <Output Folder>/run, where Train writes)",
+        subtype="DIR_PATH",
     )
     mesh_resolution: IntProperty(  # type: ignore[valid-type]
         name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
