@@ -234,7 +234,8 @@ class ProgressBar:
         self._stage = progress.stage
         if progress.total_steps > 0:
             fraction = min(1.0, progress.step / progress.total_steps)
-            if progress.remaining_s > 0 and progress.elapsed_s > 0:
+            if progress.elapsed_s > 0:
+                # A time budget ends a run before its step count: the engine's remaining time says how far it is.
                 fraction = max(fraction, progress.elapsed_s / (progress.elapsed_s + progress.remaining_s))
             filled = round(fraction * self.WIDTH)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
@@ -386,7 +387,8 @@ class _SessionEvents:
             elif isinstance(event, protocol.Error):
                 self.errors.append(event.message)
             elif isinstance(event, protocol.Warning):
-                self.warnings.append(event.message)
+                # Python warnings arrive with their source line; the first line says what happened.
+                self.warnings.append(event.message.strip().splitlines()[0] if event.message.strip() else "")
         if result.latest_frame is not None:
             self.save_preview(result.latest_frame)
         state = session.state

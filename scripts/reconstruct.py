@@ -156,7 +156,9 @@ def already_done(out_dir: Path) -> bool:
 def child_command(blend: Path, args: argparse.Namespace, out_dir: Path) -> list[str]:
     """A fresh Blender for one file: the Blender binary when there is one, else this Python with bpy."""
     if bpy.app.binary_path:
-        prefix = [bpy.app.binary_path, "-b", "--factory-startup", "--python", str(Path(__file__).resolve())]
+        # --python-exit-code: an uncaught exception in the script must not look like success.
+        script = str(Path(__file__).resolve())
+        prefix = [bpy.app.binary_path, "-b", "--factory-startup", "--python-exit-code", "1", "--python", script]
     else:
         prefix = [sys.executable, str(Path(__file__).resolve())]
     return [*prefix, "--", *option_argv(args), "--output", str(out_dir), CHILD_FLAG, str(blend)]

@@ -48,4 +48,4 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     # Ground truth | 4 px gap | field render of the held-out camera, both at the 32 px render size.
     assert png_size(out / "comparison.png") == (32 + 4 + 32, 32)
     assert report["comparison"]["camera"] == "Camera 000"
-    assert "step 25/25" in completed.stderr, "the progress bar reached the last step"
+    assert "step 20/20" in completed.stderr, "the progress bar reached the last step"
