@@ -11,6 +11,7 @@ concatenated. Everything is vectorised over points and levels: no python loop ov
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,6 @@ from torch import nn
 
 # The primes of the instant-NGP paper; the first is 1 for better cache coherence along x.
 HASH_PRIMES = (1, 2654435761, 805459861)
-
-# The 8 corners of a cell as (dx, dy, dz) in {0, 1}^3, ordered x fastest.
-CORNER_OFFSETS = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=torch.int64)
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,6 @@ class HashGrid(nn.Module):
         strides = [[1, resolution + 1, (resolution + 1) ** 2] for resolution in self.resolutions]
         self.register_buffer("dense_strides", torch.tensor(strides, dtype=torch.int64), persistent=False)
         self.register_buffer("hash_primes", torch.tensor(HASH_PRIMES, dtype=torch.int64), persistent=False)
-        self.register_buffer("corner_offsets", CORNER_OFFSETS.clone(), persistent=False)
 
         # Small uniform init as in the paper: features start near zero so the MLP starts smooth.
         self.table = nn.Parameter(torch.empty(offsets[-1], features_per_level).uniform_(-1e-4, 1e-4))
@@ -90,8 +87,8 @@ class HashGrid(nn.Module):
     def lookup(self, points: torch.Tensor) -> CornerLookup:
         """Table rows and trilinear weights of the 8 cell corners around each point, at every level.
 
-        points: (n, 3) in [0, 1]^3 (clamped). Returns rows and weights of shape (n, n_levels, 8), corners
-        ordered as CORNER_OFFSETS (x fastest).
+        points: (n, 3) in [0, 1]^3 (clamped). Returns rows and weights of shape (n, n_levels, 8); corner
+        c = dx + 2 dy + 4 dz is the cell's low corner plus (dx, dy, dz) in {0, 1}^3.
         """
         n_points = points.shape[0]
         points = points.clamp(0.0, 1.0)
@@ -101,45 +98,61 @@ class HashGrid(nn.Module):
         fraction = scaled - cell
         cell_index = cell.to(torch.int64)
 
-        # (n, n_levels, 8, 3) integer corner coordinates
-        corners = cell_index[:, :, None, :] + self.corner_offsets[None, None, :, :]
+        # Per axis, the contribution of the low and the high corner, (n, levels, 2, 3); the 8 corners are then
+        # combined by broadcasting, which costs far less than materialising (n, levels, 8, 3) coordinates.
         n_dense = self.n_dense_levels
-        dense_rows = (corners[:, :n_dense] * self.dense_strides[None, :n_dense, None, :]).sum(dim=-1)
-        hashed = corners[:, n_dense:] * self.hash_primes
-        hashed_rows = (hashed[..., 0] ^ hashed[..., 1] ^ hashed[..., 2]) & (self.table_size - 1)
+        dense_low = cell_index[:, :n_dense] * self.dense_strides[None, :n_dense]
+        dense_axes = torch.stack([dense_low, dense_low + self.dense_strides[None, :n_dense]], dim=-2)
+        dense_rows = _combine_corners(dense_axes, torch.add)
+        hashed_low = cell_index[:, n_dense:] * self.hash_primes
+        hashed_axes = torch.stack([hashed_low, hashed_low + self.hash_primes], dim=-2)
+        hashed_rows = _combine_corners(hashed_axes, torch.bitwise_xor) & (self.table_size - 1)
         rows = torch.cat([dense_rows, hashed_rows], dim=1) + self.level_offsets[None, :, None]
-        offsets = self.corner_offsets.to(fraction.dtype)
-        per_axis = fraction[:, :, None, :] * offsets + (1.0 - fraction[:, :, None, :]) * (1.0 - offsets)
-        weights = per_axis.prod(dim=-1)
+
+        # weight of a corner = product over axes of (fraction if on the high side else 1 - fraction)
+        axis_weights = torch.stack([1.0 - fraction, fraction], dim=-2)
+        weights = _combine_corners(axis_weights, torch.mul)
         return CornerLookup(rows=rows.view(n_points, self.n_levels, 8), weights=weights)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        """(n, 3) in [0, 1]^3 -> (n, n_levels * features_per_level)."""
+        """(n, 3) in [0, 1]^3 -> (n, n_levels * features_per_level). Gradients reach the table, not the points."""
         lookup = self.lookup(points)
         n_points = points.shape[0]
-        flat_rows = lookup.rows.view(-1)
+        rows = lookup.rows.view(-1, 8)
+        weights = lookup.weights.view(-1, 8).to(self.table.dtype)
         if torch.compiler.is_compiling():
-            # inductor fuses plain indexing and writes its own scatter for the backward
-            corner_features = self.table[flat_rows]
+            # inductor fuses plain indexing with the weighted sum and writes its own scatter for the backward
+            features = (self.table[rows] * weights[..., None]).sum(dim=1)
         else:
-            corner_features = _GatherRows.apply(self.table, flat_rows)
-        corner_features = corner_features.view(n_points, self.n_levels, 8, self.features_per_level)
-        features = (corner_features * lookup.weights[..., None].to(corner_features.dtype)).sum(dim=2)
+            features = _InterpolateRows.apply(self.table, rows, weights)
         return features.reshape(n_points, self.out_dim)
 
 
-class _GatherRows(torch.autograd.Function):
-    """table[rows] whose backward is index_add_: several times faster on CPU than embedding's backward."""
+def _combine_corners(axes: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """(n, levels, 2, 3) low/high values per axis -> (n, levels, 8) values per corner, x fastest."""
+    x_part = axes[:, :, None, None, :, 0]
+    y_part = axes[:, :, None, :, None, 1]
+    z_part = axes[:, :, :, None, None, 2]
+    return combine(combine(x_part, y_part), z_part).flatten(start_dim=2)
+
+
+class _InterpolateRows(torch.autograd.Function):
+    """sum_c weights[:, c] * table[rows[:, c]]: (m, 8) rows and weights -> (m, features).
+
+    The forward is one embedding_bag (a fused gather and weighted sum, several times faster on CPU than
+    gathering (m, 8, features) and reducing); the backward scatters the weighted gradient with index_add_,
+    several times faster on CPU than embedding_bag's own backward."""
 
     @staticmethod
-    def forward(ctx: Any, table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(rows)
+    def forward(ctx: Any, table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows, weights)
         ctx.table_shape = table.shape
-        return table.index_select(0, rows)
+        return nn.functional.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
 
     @staticmethod
-    def backward(ctx: Any, grad_rows: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (rows,) = ctx.saved_tensors
-        grad_table = torch.zeros(ctx.table_shape, dtype=grad_rows.dtype, device=grad_rows.device)
-        grad_table.index_add_(0, rows, grad_rows)
-        return grad_table, None
+    def backward(ctx: Any, grad_features: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        rows, weights = ctx.saved_tensors
+        grad_table = torch.zeros(ctx.table_shape, dtype=grad_features.dtype, device=grad_features.device)
+        weighted = (weights[..., None] * grad_features[:, None, :]).view(-1, grad_features.shape[-1])
+        grad_table.index_add_(0, rows.view(-1), weighted)
+        return grad_table, None, None

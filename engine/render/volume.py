@@ -91,6 +91,15 @@ def volume_render(
     if valid is None:
         valid = torch.ones_like(t_samples, dtype=torch.bool)
     ray_index, sample_index = valid.nonzero(as_tuple=True)
+    if ray_index.numel() == 0:
+        # nothing to evaluate (every ray misses the box or crosses only empty cells)
+        zeros = torch.zeros(n_rays, device=t_samples.device)
+        return RenderedRays(
+            rgb=torch.zeros(n_rays, 3, device=t_samples.device),
+            depth=zeros,
+            opacity=zeros,
+            weights=torch.zeros_like(t_samples),
+        )
     points = origins[ray_index] + directions[ray_index] * t_samples[ray_index, sample_index, None]
     packed_densities, packed_colours = radiance_fn(points, directions[ray_index])
 

@@ -40,7 +40,7 @@ class NgpConfig:
     hidden_width: int = 64
     geometry_features: int = 15
     direction_sh_degree: int = 4  # view direction as spherical harmonics of bands 0..3, as the paper
-    marching_steps: int = 0  # samples along the unit cube's diagonal; 0: two per finest grid cell
+    marching_steps: int = 0  # samples along the unit cube's diagonal; 0: one per finest grid cell
     occupancy_resolution: int = 64  # cells per side, at most the finest resolution
     occupancy_update_every: int = 16
     occupancy_warmup_steps: int = 256
@@ -65,7 +65,7 @@ class TrainConfig:
     render_chunk_rays: int = 8192
     log_every: int = 50
     checkpoint_every: int = 500
-    compile: str = "auto"  # torch.compile the field: auto (when it pays: ngp), on, off
+    compile: str = "auto"  # torch.compile the ngp hash lookup: auto (CUDA only), on, off
     mixed_precision: bool = True  # autocast to bfloat16 on CUDA; ignored on CPU
     nerf: NerfConfig = dataclasses.field(default_factory=NerfConfig)
     ngp: NgpConfig = dataclasses.field(default_factory=NgpConfig)
