@@ -2,7 +2,8 @@
 
     python inspect_blend.py FILE.blend
 
-Prints ``FIELDWORK_REPORT {"objects": {name: {"type", "collections", "faces"}}, "collections": [...]}``.
+Prints ``FIELDWORK_REPORT {"objects": {name: {"type", "collections", "faces", "color_attributes"}},
+"collections": [...], "resolution": [x, y, percentage]}``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ def main(path: str) -> dict:
             "faces": len(obj.data.polygons) if obj.type == "MESH" else 0,
             "color_attributes": [a.name for a in obj.data.color_attributes] if obj.type == "MESH" else [],
         }
-    return {"objects": objects, "collections": [collection.name for collection in bpy.data.collections]}
+    render = bpy.context.scene.render
+    return {
+        "objects": objects,
+        "collections": [collection.name for collection in bpy.data.collections],
+        "resolution": [render.resolution_x, render.resolution_y, render.resolution_percentage],
+    }
 
 
 if __name__ == "__main__":

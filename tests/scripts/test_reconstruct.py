@@ -28,6 +28,8 @@ TINY_TRAINING = [
     "--steps", "20", "--batch-rays", "256", "--warmup-steps", "3", "--compile", "off",
     "--mesh-resolution", "32", "--mesh-level", "0.25",
 ]  # fmt: skip
+# The scenes render at 32 px; the views are exported at 24 px, from the builder's camera collection.
+CAPTURE = ["--resolution", "24", "--camera-collection", "Fieldwork Cameras"]
 GOOD = ("bunny", "teapot")
 BROKEN = "no_cameras"
 
@@ -89,7 +91,7 @@ def batch_run(tmp_path_factory: pytest.TempPathFactory) -> BatchRun:
     hashes = {path.name: sha256(path) for path in folder.glob("*.blend")}
     output = tmp / "out"
     completed = reconstruct(
-        str(folder), "--output", str(output), "--engine-python", sys.executable, *TINY_TRAINING, env=env
+        str(folder), "--output", str(output), "--engine-python", sys.executable, *CAPTURE, *TINY_TRAINING, env=env
     )
     return BatchRun(folder, output, completed, hashes)
 
@@ -110,6 +112,10 @@ def test_each_good_file_is_saved_anew_with_the_imported_mesh(batch_run: BatchRun
         assert imported["faces"] == report["mesh"]["faces"] > 0
         assert imported["color_attributes"], "the mesh carries the field's colours"
         assert "Fieldwork Object" in contents["objects"], "the source object is still there"
+        assert contents["resolution"] == [32, 32, 100], "--resolution changed the render size only while exporting"
+        transforms = json.loads((batch_run.output / name / "dataset" / "transforms.json").read_text())
+        assert (transforms["w"], transforms["h"]) == (24, 24)
+        assert len(transforms["frames"]) == 8
         # The figures a TD reads from report.json.
         assert 0.0 < report["metrics"]["psnr"] < 100.0
         assert report["training"]["steps"] == 20
@@ -125,7 +131,7 @@ def test_a_broken_file_fails_alone_and_the_batch_exits_non_zero(batch_run: Batch
     assert "2 of 3 succeeded, 1 failed" in completed.stdout
     report = json.loads((batch_run.output / BROKEN / "report.json").read_text())
     assert report["status"] == "failed" and report["failed_stage"] == "export"
-    assert "camera" in report["error"].lower()
+    assert report["error"] == "collection 'Fieldwork Cameras' holds no cameras"
     assert report["error"] in completed.stderr, "the reason is on stderr too"
     assert not list((batch_run.output / BROKEN).glob("*.blend")), "nothing saved for a failed file"
     # The user's files are never written to (no --overwrite).
@@ -135,7 +141,7 @@ def test_a_broken_file_fails_alone_and_the_batch_exits_non_zero(batch_run: Batch
 def test_a_second_run_skips_finished_files(batch_run: BatchRun, tmp_path: Path) -> None:
     rerun = reconstruct(
         str(batch_run.folder), "--output", str(batch_run.output), "--engine-python", sys.executable,
-        *TINY_TRAINING, env=blender_env(tmp_path), timeout=200,
+        *CAPTURE, *TINY_TRAINING, env=blender_env(tmp_path), timeout=200,
     )  # fmt: skip
     assert rerun.returncode == 1, "the broken file still fails"
     assert rerun.stdout.count("already done") == len(GOOD), rerun.stdout
