@@ -25,7 +25,10 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"), PYTHONUNBUFFERED="1")
+    # One torch thread: OpenMP threads spinning against other processes slow a loaded 2-core machine to a crawl.
+    env = dict(
+        os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"
+    )
     completed = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "demo.py"), "--quick", "--output", str(out)],
         capture_output=True, text=True, env=env, timeout=400, check=False,

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import venv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,9 @@ class BatchRun:
 
 
 def blender_env(tmp: Path) -> dict[str, str]:
-    return dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"), PYTHONUNBUFFERED="1")
+    # One torch thread in the engine: on a loaded 2-core machine OpenMP threads spinning against other
+    # processes make every step many times slower (the session tests found the same).
+    return dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "blender-user"), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
 
 def run_python(script: Path, *args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -167,3 +170,20 @@ def test_missing_engine_is_reported_and_the_file_left_alone(tmp_path: Path) -> N
     assert report["status"] == "failed" and report["failed_stage"] == "engine"
     assert str(missing) in report["error"] and str(missing) in completed.stderr
     assert sha256(blend) == before, "--overwrite never touches the file when the run fails"
+
+
+def test_an_engine_without_torch_fails_the_file_with_the_engine_s_message(tmp_path: Path) -> None:
+    env = blender_env(tmp_path)
+    blender_report(
+        run_python(REPO / "tests" / "blender_scripts" / "make_tiny_blends.py", str(tmp_path), "scene", env=env,
+                   timeout=120)
+    )  # fmt: skip
+    venv.create(tmp_path / "bare", with_pip=False)  # a real interpreter, without the engine's packages
+    bare_python = tmp_path / "bare" / "bin" / "python"
+    completed = reconstruct(str(tmp_path / "scene.blend"), "--engine-python", str(bare_python), *TINY_TRAINING, env=env)
+    assert completed.returncode == 1
+    report = json.loads((tmp_path / "scene_fieldwork" / "report.json").read_text())
+    assert report["status"] == "failed" and report["failed_stage"] == "train"
+    assert "torch and numpy are not installed" in report["error"] and "pip install -r" in report["error"]
+    assert "torch and numpy are not installed" in completed.stderr
+    assert not (tmp_path / "scene_fieldwork" / "scene_fieldwork.blend").exists()
