@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine-python", default="", help="interpreter that runs the engine (has torch)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads of the engine (0: torch's default, one per core)"
+    )
     parser.add_argument("--batch-rays", type=int, default=0, help="rays per training step (0: the trainer's default)")
     parser.add_argument(
         "--warmup-steps", type=int, default=0, help="learning-rate warm-up steps (0: the trainer's default)"
@@ -169,6 +173,7 @@ def option_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--field", args.field, "--mesh-resolution", str(args.mesh_resolution), "--device", args.device]
     argv += ["--seed", str(args.seed), "--compile", args.compile, "--batch-rays", str(args.batch_rays)]
     argv += ["--warmup-steps", str(args.warmup_steps), "--mesh-level", repr(args.mesh_level)]
+    argv += ["--threads", str(args.threads)]
     if args.steps is not None:
         argv += ["--steps", str(args.steps)]
     if args.minutes is not None:
@@ -272,6 +277,9 @@ def main(argv: list[str]) -> int:
             parser.error(f"{option} must be positive, got {value}")
     if args.minutes is not None and args.minutes <= 0:
         parser.error(f"--minutes must be positive, got {args.minutes}")
+    if args.threads:
+        # The engine processes inherit the environment; OpenMP reads this when torch starts.
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     if args.one_file is not None:
         return run_one(args, args.one_file.resolve())
     if args.blends:
