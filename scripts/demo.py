@@ -267,8 +267,11 @@ def print_summary(report: pipeline.Report, out_dir: Path) -> None:
     lines = [
         f"Fieldwork demo finished in {report.timings_s['total']:.0f} s on {report.engine.get('device', '?')}",
         f"  held-out PSNR {metrics.get('psnr', float('nan')):.2f} dB, SSIM {metrics.get('ssim', float('nan')):.3f}",
-        f"  Chamfer-L1 {metrics.get('chamfer_l1', float('nan')):.4f} (world units), "
-        f"F-score@1% {metrics.get('f_score', float('nan')):.3f}",
+        (
+            f"  Chamfer-L1 {metrics['chamfer_l1']:.4f} (world units), F-score@1% {metrics['f_score']:.3f}"
+            if "chamfer_l1" in metrics
+            else f"  Chamfer-L1 and F-score not measured ({report.extra.get('surface_metrics_skipped', '')})"
+        ),
         f"  outputs in {out_dir}:",
     ]
     for name in ("demo.blend", "preview.png", "mesh.ply", "comparison.png", "report.json"):
