@@ -225,16 +225,16 @@ class Trainer:
             return True
         return self.config.minutes > 0 and self.train_seconds >= self.config.minutes * 60.0
 
-    def learning_rate_factor(self) -> float:
-        """Linear warm-up, then exponential decay to the final rate at the end of the budget (steps or
-        minutes, whichever is further along)."""
+    def learning_rate(self, base: float, final: float) -> float:
+        """Linear warm-up to base, then exponential decay from base to final at the end of the budget
+        (steps or minutes, whichever is further along)."""
         warmup = self.config.warmup_steps
         if self.step < warmup:
-            return (self.step + 1) / warmup
+            return base * (self.step + 1) / warmup
         progress = (self.step - warmup) / max(1, self.config.steps - warmup)
         if self.config.minutes > 0:
             progress = max(progress, self.train_seconds / (self.config.minutes * 60.0))
-        return min(1.0, max(0.0, progress))
+        return base * (final / base) ** min(1.0, progress)
 
     def train_step(self) -> StepStats:
         """One optimiser step on config.batch_rays random rays from all training images."""
@@ -243,10 +243,8 @@ class Trainer:
         assert self._train_frames is not None
         self.model.train()
         self.model.before_step(self.step, self.generator)
-        factor = self.learning_rate_factor()
         for group, base, final in zip(self.optimizer.param_groups, self._base_rates, self._final_rates, strict=True):
-            decay = (final / base) ** factor if self.step >= self.config.warmup_steps else 1.0
-            group["lr"] = base * (factor if self.step < self.config.warmup_steps else decay)
+            group["lr"] = self.learning_rate(base, final)
 
         n_rays = self.config.batch_rays
         pixels_per_frame = dataset.height * dataset.width

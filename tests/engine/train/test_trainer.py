@@ -136,3 +136,14 @@ def test_bad_config_values_are_named() -> None:
         TrainConfig(batch_rays=0)
     with pytest.raises(ValueError, match="unknown train config keys: stepz"):
         TrainConfig.from_dict({"stepz": 3})
+
+
+def test_learning_rate_warms_up_then_decays_to_the_final_rate(sphere_dataset: Path, tmp_path: Path) -> None:
+    trainer = Trainer.create(sphere_dataset, tmp_path / "run", tiny_config(steps=110, warmup_steps=10))
+    assert trainer.learning_rate(1e-2, 1e-4) == pytest.approx(1e-3)  # step 0: 1/10 of the way up
+    trainer.step = 10
+    assert trainer.learning_rate(1e-2, 1e-4) == pytest.approx(1e-2)
+    trainer.step = 60  # half way through the decay: the geometric mean of the two rates
+    assert trainer.learning_rate(1e-2, 1e-4) == pytest.approx(1e-3)
+    trainer.step = 110
+    assert trainer.learning_rate(1e-2, 1e-4) == pytest.approx(1e-4)
