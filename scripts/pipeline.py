@@ -580,7 +580,7 @@ def reconstruct_open_file(
             steps=events.done.step,
             checkpoint=events.done.checkpoint,
             train_psnr=last.psnr if last is not None else None,
-            rays_per_second=last.rays_per_second if last is not None else None,
+            last_rays_per_second=last.rays_per_second if last is not None else None,
             engine_seconds=last.elapsed_s if last is not None else None,
             previews_received=state.frames_received,
             warnings=events.warnings[-5:],
