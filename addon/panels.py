@@ -7,12 +7,17 @@ import bpy
 from . import client
 
 
-class VIEW3D_PT_fieldwork(bpy.types.Panel):
-    bl_label = "Fieldwork"
-    bl_idname = "VIEW3D_PT_fieldwork"
+class _FieldworkSidebar(bpy.types.Panel):
+    """Where every Fieldwork panel lives: the 3D viewport's sidebar, "Fieldwork" tab."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Fieldwork"
+
+
+class VIEW3D_PT_fieldwork(_FieldworkSidebar):
+    bl_label = "Fieldwork"
+    bl_idname = "VIEW3D_PT_fieldwork"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -25,13 +30,10 @@ class VIEW3D_PT_fieldwork(bpy.types.Panel):
         layout.operator("fieldwork.check_engine", icon="CHECKMARK")
 
 
-class VIEW3D_PT_fieldwork_capture(bpy.types.Panel):
+class VIEW3D_PT_fieldwork_capture(_FieldworkSidebar):
     bl_label = "Capture"
     bl_idname = "VIEW3D_PT_fieldwork_capture"
     bl_parent_id = "VIEW3D_PT_fieldwork"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Fieldwork"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -51,13 +53,10 @@ class VIEW3D_PT_fieldwork_capture(bpy.types.Panel):
         row.operator("fieldwork.import_dataset", icon="IMPORT")
 
 
-class VIEW3D_PT_fieldwork_extract(bpy.types.Panel):
+class VIEW3D_PT_fieldwork_extract(_FieldworkSidebar):
     bl_label = "Extract"
     bl_idname = "VIEW3D_PT_fieldwork_extract"
     bl_parent_id = "VIEW3D_PT_fieldwork"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Fieldwork"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -79,13 +78,10 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class VIEW3D_PT_fieldwork_train(bpy.types.Panel):
+class VIEW3D_PT_fieldwork_train(_FieldworkSidebar):
     bl_label = "Train"
     bl_idname = "VIEW3D_PT_fieldwork_train"
     bl_parent_id = "VIEW3D_PT_fieldwork"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Fieldwork"
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

@@ -11,7 +11,7 @@ from pathlib import Path
 EXIT_MISSING_DEPENDENCY = 3  # as `info` uses
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
-# Modules are imported only when their command runs, so `info` works without torch.
+# Command modules import torch and numpy inside run(), so building the parser (and `info`) works without them.
 COMMANDS = ("info", "serve", "extract", "train", "render", "eval")
 
 
