@@ -7,7 +7,9 @@ Part 1, analytic: a torus as a signed distance field, MISE vs dense at each reso
 training; shows the query saving on its own). Part 2, trained: a subdivided, textured Suzanne
 rendered with Cycles from cameras on a sphere (scripts/scenes.py), exported with the add-on's
 capture, a field trained on it, then meshes extracted with MISE and dense at each resolution
-and compared with Suzanne's own triangles. F-score at 1% of the scene box diagonal.
+and compared with Suzanne's own triangles. F-score at 1% of the scene box diagonal. A MISE row
+without filling unseen space (``unfilled``) shows what the inner wall of a hollow field costs.
+``--reuse`` extracts again from the run and ground truth a previous run left in ``--out``.
 Prints a table and writes ``bench_mesh.json`` in ``--out``. Figures depend on the machine and
 its load: say which when quoting them.
 """
@@ -30,7 +32,7 @@ import numpy as np  # noqa: E402
 from engine.mesh.dense import sample_dense  # noqa: E402
 from engine.mesh.extract import ExtractSettings, SamplingMethod, extract_mesh_from_trainer  # noqa: E402
 from engine.mesh.grid import Grid  # noqa: E402
-from engine.mesh.io import write_mesh  # noqa: E402
+from engine.mesh.io import read_ply, write_mesh  # noqa: E402
 from engine.mesh.levels import FieldKind, SurfaceLevel  # noqa: E402
 from engine.mesh.metrics import surface_distances  # noqa: E402
 from engine.mesh.mise import initial_resolution_for, sample_mise  # noqa: E402
@@ -54,6 +56,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--level", type=float, help="density level per world unit (default: the engine's)")
     parser.add_argument("--points", type=int, default=200_000, help="surface samples per mesh for the metrics")
     parser.add_argument("--analytic-only", action="store_true", help="skip rendering and training")
+    parser.add_argument(
+        "--reuse", action="store_true", help="extract from the run and ground truth already in --out (no training)"
+    )
     parser.add_argument("--out", type=Path, help="folder for the dataset, run and results (default: a temp folder)")
     return parser.parse_args(argv)
 
@@ -90,6 +95,9 @@ def analytic_rows(resolutions: list[int]) -> list[dict]:
     return rows
 
 
+GROUND_TRUTH = "ground_truth.ply"
+
+
 def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, TriangleMesh, dict]:
     import bpy  # noqa: F401  (Blender as a module: the scene and its renders are real)
 
@@ -108,6 +116,7 @@ def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, Triang
         object_scale=(1.3, 1.3, 1.3),
     )
     truth = TriangleMesh(vertices=info.vertices, faces=info.triangles.astype(np.int64))
+    write_mesh(truth, out / GROUND_TRUTH, overwrite=True)
     dataset = capture.export_dataset(info.scene, out / "dataset", overwrite=True)
     render_seconds = time.perf_counter() - started
 
@@ -128,24 +137,29 @@ def trained_rows(trainer: object, truth: TriangleMesh, args: argparse.Namespace)
     box = trainer.scene_box  # type: ignore[attr-defined]
     threshold = 0.01 * float(np.linalg.norm(np.subtract(box.maximum, box.minimum)))
     rows = []
+    variants = [("mise", SamplingMethod.MISE, True), ("dense", SamplingMethod.DENSE, True)]
+    variants.append(("unfilled", SamplingMethod.MISE, False))
     for resolution in args.resolutions:
-        for method in (SamplingMethod.MISE, SamplingMethod.DENSE):
-            settings = ExtractSettings(resolution=resolution, method=method, level=args.level, colour=False)
+        for name, method, fill in variants:
+            settings = ExtractSettings(
+                resolution=resolution, method=method, level=args.level, colour=False, fill_unseen=fill
+            )
             try:
                 result = extract_mesh_from_trainer(trainer, settings)
             except EmptySurfaceError as exc:
-                print(f"{method.value} at {resolution}: {exc}")
+                print(f"{name} at {resolution}: {exc}")
                 continue
-            write_mesh(result.mesh, args.out / f"mesh-{method.value}-{resolution}.ply", overwrite=True)
+            write_mesh(result.mesh, args.out / f"mesh-{name}-{resolution}.ply", overwrite=True)
             distances = surface_distances(result.mesh, truth, threshold, n_points=args.points)
             rows.append(
                 {
                     "part": f"trained {args.field}",
                     "resolution": resolution,
-                    "method": method.value,
+                    "method": name,
                     "queries": result.n_queries,
                     "seconds": result.sampling_seconds,
                     "faces": result.face_count,
+                    "unseen_points_filled": result.unseen_points_filled,
                     "chamfer_l1": distances.chamfer_l1,
                     "f_score": distances.f_score,
                     "precision": distances.precision,
@@ -159,14 +173,15 @@ def trained_rows(trainer: object, truth: TriangleMesh, args: argparse.Namespace)
 
 def print_table(rows: list[dict]) -> None:
     print(
-        f"{'part':<16} {'res':>4} {'method':<6} {'queries':>11} {'seconds':>8} {'faces':>8} {'chamfer':>9} {'F@1%':>6}"
+        f"{'part':<16} {'res':>4} {'method':<8} {'queries':>11} {'seconds':>8} {'faces':>8} {'chamfer':>9} "
+        f"{'F@1%':>6} {'prec':>6} {'recall':>6}"
     )
     for row in rows:
         chamfer = f"{row['chamfer_l1']:.5f}" if "chamfer_l1" in row else "-"
-        f_score = f"{row['f_score']:.3f}" if "f_score" in row else "-"
+        scores = [f"{row[key]:.3f}" if key in row else "-" for key in ("f_score", "precision", "recall")]
         print(
-            f"{row['part']:<16} {row['resolution']:>4} {row['method']:<6} {row['queries']:>11,} "
-            f"{row['seconds']:>8.2f} {row['faces']:>8,} {chamfer:>9} {f_score:>6}"
+            f"{row['part']:<16} {row['resolution']:>4} {row['method']:<8} {row['queries']:>11,} "
+            f"{row['seconds']:>8.2f} {row['faces']:>8,} {chamfer:>9} {scores[0]:>6} {scores[1]:>6} {scores[2]:>6}"
         )
     by_key = {(row["part"], row["resolution"], row["method"]): row for row in rows}
     for part, resolution, _ in sorted({key for key in by_key if key[2] == "mise"}):
@@ -201,7 +216,13 @@ def main(argv: list[str]) -> int:
         "settings": {key: str(value) for key, value in vars(args).items()},
     }
     rows = analytic_rows(args.resolutions)
-    if not args.analytic_only:
+    if args.reuse:
+        from engine.train.trainer import Trainer
+
+        trainer, truth = Trainer.from_run(out / "run"), read_ply(out / GROUND_TRUTH)
+        print(f"reusing {out / 'run'} at step {trainer.step}")
+        rows += trained_rows(trainer, truth, args)
+    elif not args.analytic_only:
         trainer, truth, timings = build_and_train(args, out)
         report["timings"] = timings
         rendered, trained = timings["render_and_export_seconds"], timings["train_seconds"]

@@ -78,6 +78,11 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         ],
         default="field",
     )
+    fill_unseen: BoolProperty(  # type: ignore[valid-type]
+        name="Fill Unseen Space",
+        description="Make solid what no training camera sees, so the mesh has no inner walls behind its surface",
+        default=True,
+    )
     keep_largest: IntProperty(  # type: ignore[valid-type]
         name="Keep Largest Parts", description="Keep only this many largest connected parts (0: all)", min=0
     )
@@ -104,6 +109,8 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         arguments += ["--colour-from", self.colour_from]
         if self.level > 0:
             arguments += ["--level", repr(self.level)]
+        if not self.fill_unseen:
+            arguments.append("--keep-unseen")
         if self.keep_largest:
             arguments += ["--keep-largest", str(self.keep_largest)]
         if self.target_faces:

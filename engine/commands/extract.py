@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="field",
         help="vertex colours from the field along each normal (default) or from the training images",
     )
+    parser.add_argument(
+        "--keep-unseen",
+        action="store_true",
+        help="leave space no training camera sees as the field has it (by default it is made solid: a trained "
+        "field is hollow behind its surface, and the hollow's wall would be a second surface inside the first)",
+    )
     parser.add_argument("--keep-largest", type=int, default=0, help="keep the N largest components (0: all)")
     parser.add_argument(
         "--min-component-size", type=float, default=0.0, help="drop parts smaller than this fraction of the box"
@@ -64,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             level=args.level,
             colour=not args.no_colour,
             colour_from=ColourSource(args.colour_from),
+            fill_unseen=not args.keep_unseen,
             cleanup=CleanupConfig(
                 keep_largest_components=args.keep_largest,
                 min_component_size=args.min_component_size,

@@ -204,12 +204,7 @@ def dataset_from_transforms(transforms: Transforms, path: Path, downscale: int =
     intrinsics = [_downscaled(frame.intrinsics, downscale) for frame in frames]
     camera_to_world = torch.tensor([frame.camera_to_world for frame in frames], dtype=torch.float32)
 
-    holdout = [index for index, frame in enumerate(frames) if frame.split in ("val", "test")]
-    if not holdout:
-        holdout = list(range(0, len(frames), HOLDOUT_EVERY)) if len(frames) > 1 else []
-    train = [index for index in range(len(frames)) if index not in set(holdout)]
-    if not train:
-        raise DatasetError(f"{path}: every frame is held out (split val/test); no frame is left to train on")
+    train, holdout = split_indices(frames, path)
 
     scene_box = transforms.scene_box or _box_from_cameras(camera_to_world[train])
     return RadianceDataset(
@@ -226,6 +221,17 @@ def dataset_from_transforms(transforms: Transforms, path: Path, downscale: int =
         color_space=transforms.color_space,
         has_alpha=transforms.has_alpha,
     )
+
+
+def split_indices(frames: list[Frame], path: Path) -> tuple[list[int], list[int]]:
+    """(training, held-out) frame indices: the dataset's val/test split, else every HOLDOUT_EVERY-th frame."""
+    holdout = [index for index, frame in enumerate(frames) if frame.split in ("val", "test")]
+    if not holdout:
+        holdout = list(range(0, len(frames), HOLDOUT_EVERY)) if len(frames) > 1 else []
+    train = [index for index in range(len(frames)) if index not in set(holdout)]
+    if not train:
+        raise DatasetError(f"{path}: every frame is held out (split val/test); no frame is left to train on")
+    return train, holdout
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,7 +31,10 @@ from .triangle_mesh import TriangleMesh
 if TYPE_CHECKING:
     import torch
 
+    from ..data.transforms import Frame
     from ..train.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 class SamplingMethod(enum.Enum):
@@ -62,6 +66,9 @@ class ExtractSettings:
     level: float | None = None  # density threshold / probability / distance; None: the field kind's default
     colour: bool = True
     colour_from: ColourSource = ColourSource.FIELD
+    # Radiance fields: make solid what no training camera sees (a trained field is hollow behind its
+    # surface, and the hollow's wall would be a second surface inside the first). See visibility.py.
+    fill_unseen: bool = True
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     batch_points: int = 0  # 0: sized to the device's memory
     overwrite: bool = False
@@ -110,6 +117,7 @@ class MeshResult:
     n_queries: int  # field queries to find the surface (colours not counted)
     sampling_seconds: float
     total_seconds: float
+    unseen_points_filled: int = 0  # lattice points no training camera sees, made inside
 
     @property
     def vertex_count(self) -> int:
@@ -130,6 +138,7 @@ class MeshResult:
             "grid_cells": list(self.grid.cells),
             "cell_size": self.grid.cell_size,
             "n_queries": self.n_queries,
+            "unseen_points_filled": self.unseen_points_filled,
             "sampling_seconds": round(self.sampling_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
             "bounds_min": minimum.tolist(),
@@ -174,8 +183,14 @@ def extract_radiance_mesh(
     batch_points: int,
     colours_are_linear: bool = False,
     what: str = "the field",
+    cameras: Sequence[Frame] = (),
+    device: torch.device | str = "cpu",
 ) -> MeshResult:
-    """Mesh of a radiance field's density level set inside the box, coloured, cleaned, not written."""
+    """Mesh of a radiance field's density level set inside the box, coloured, cleaned, not written.
+
+    With ``settings.fill_unseen`` and ``cameras`` (the training views), space none of them sees is
+    made solid before marching cubes (``device`` runs the rays).
+    """
     started = time.perf_counter()
     box_min = np.asarray(box_min, dtype=np.float64)
     box_max = np.asarray(box_max, dtype=np.float64)
@@ -187,6 +202,18 @@ def extract_radiance_mesh(
     )
     sampled = sample_field(field_queries.query_density, level, box_min, box_max, settings, batch_points)
     sampling_seconds = time.perf_counter() - started
+    filled = 0
+    if settings.fill_unseen and cameras:
+        from .visibility import fill_unseen  # torch: only here, so the rest of extraction stays numpy
+
+        visibility = fill_unseen(sampled, cameras, device)
+        sampled, filled = visibility.sampled, visibility.filled_points
+        log.info(
+            "%d lattice points no training camera sees made inside (%d rays, %.1f s)",
+            filled,
+            visibility.rays,
+            visibility.seconds,
+        )
     mesh = marching_cubes(sampled, what=what, level=level.describe())
     mesh = clean_mesh(mesh, settings.cleanup, diagonal)
     if mesh.n_faces == 0:
@@ -208,6 +235,7 @@ def extract_radiance_mesh(
         n_queries=sampled.n_queries,
         sampling_seconds=sampling_seconds,
         total_seconds=time.perf_counter() - started,
+        unseen_points_filled=filled,
     )
 
 
@@ -230,6 +258,15 @@ def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> Me
         raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {sorted(FIELD_KINDS)}")
     box = trainer.scene_box
     batch_points = settings.batch_points or points_per_batch(trainer.device)
+    cameras: list[Frame] = []
+    if settings.fill_unseen:
+        try:
+            cameras = trainer.training_frames()
+        except (OSError, ValueError) as error:
+            # The mesh is still worth having; say what it may hold.
+            log.warning(
+                "cannot read the run's cameras (%s): unseen space is not filled, the mesh may have inner walls", error
+            )
     result = extract_radiance_mesh(
         trainer,
         np.asarray(box.minimum, dtype=np.float64),
@@ -238,6 +275,8 @@ def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> Me
         batch_points,
         colours_are_linear=trainer.color_space == "linear",
         what=f"the {field_name} field",
+        cameras=cameras,
+        device=trainer.device,
     )
     if settings.colour and settings.colour_from is ColourSource.VIEWS:
         started = time.perf_counter()

@@ -30,8 +30,9 @@ from ..data.dataset import (
     background_colors,
     load_dataset,
     pixel_rays,
+    split_indices,
 )
-from ..data.transforms import Intrinsics, SceneBox
+from ..data.transforms import Frame, Intrinsics, SceneBox, read_transforms
 from ..device import pick_device
 from ..fields.base import RadianceModel, RayBundle
 from ..render.samplers import ray_box_intersection
@@ -216,6 +217,15 @@ class Trainer:
             self._dataset = load_dataset(Path(self.info.dataset), self.config.downscale).to(self.device)
             self._train_frames = torch.tensor(self._dataset.train_indices, device=self.device)
         return self._dataset
+
+    def training_frames(self) -> list[Frame]:
+        """The cameras the field was trained from, read from the dataset's transforms without its images."""
+        if self._dataset is not None:
+            return [self._dataset.frames[index] for index in self._dataset.train_indices]
+        path = Path(self.info.dataset)
+        frames = read_transforms(path).frames
+        train, _ = split_indices(frames, path)
+        return [frames[index] for index in train]
 
     # -- training --------------------------------------------------------------------------------
 

@@ -278,14 +278,14 @@ FAST_SETTINGS = {
 }
 
 
-def next_of(engine: EngineProcess, kind: type, timeout: float = 60.0) -> protocol.Message:
+def next_of(engine: EngineProcess, kind: type | tuple[type, ...], timeout: float = 60.0) -> protocol.Message:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         event = engine.next_event(timeout=max(0.1, deadline - time.monotonic()), skip=(protocol.Log,))
         if isinstance(event, kind):
             return event
         assert not (isinstance(event, protocol.Error) and event.fatal), event
-    raise AssertionError(f"no {kind.__name__} within {timeout} s")
+    raise AssertionError(f"no {kind} within {timeout} s")
 
 
 def test_a_training_session_renders_pauses_resumes_and_stops_with_a_checkpoint(
@@ -336,8 +336,33 @@ def test_a_training_session_renders_pauses_resumes_and_stops_with_a_checkpoint(
         done = next_of(engine, protocol.Done)
         assert done.reason == "stopped" and done.checkpoint == checkpoint.path and Path(done.checkpoint).is_file()
         assert "training stopped at step" in (run_dir / "engine.log").read_text()
+
         engine.send(protocol.Shutdown())
         assert engine.wait() == 0
     finally:
         engine.close()
         rival.close()
+
+
+def test_extract_after_training_writes_the_mesh_and_names_bad_settings(tiny_dataset: Path, tmp_path: Path) -> None:
+    engine = EngineProcess()
+    try:
+        handshake(engine)
+        engine.send(
+            protocol.Train(dataset=str(tiny_dataset), out_dir=str(tmp_path / "run"), steps=400, settings=FAST_SETTINGS)
+        )
+        assert next_of(engine, protocol.Done, timeout=300).reason == "finished"
+
+        mesh_path = tmp_path / "mesh.ply"
+        engine.send(protocol.Extract(out_path=str(mesh_path), resolution=32, settings={"colour": False}))
+        ready = next_of(engine, (protocol.MeshReady, protocol.Error))
+        assert isinstance(ready, protocol.MeshReady), ready
+        assert ready.path == str(mesh_path) and mesh_path.is_file() and ready.face_count > 0
+        engine.send(protocol.Extract(out_path=str(mesh_path), resolution=32, settings={"colour": False}))
+        assert "already exists" in next_of(engine, protocol.Error).message
+        engine.send(protocol.Extract(out_path=str(tmp_path / "other.ply"), resolution=32, settings={"smooth": 1}))
+        assert "unknown setting(s) smooth" in next_of(engine, protocol.Error).message
+        engine.send(protocol.Shutdown())
+        assert engine.wait() == 0
+    finally:
+        engine.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from engine.data.transforms import Frame, Intrinsics
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,22 @@ def occupancy_logits(signed_distance: np.ndarray, sharpness: float) -> np.ndarra
     probability = 1.0 / (1.0 + np.exp(np.clip(sharpness * signed_distance, -60, 60)))
     probability = np.clip(probability, 1e-6, 1 - 1e-6)
     return np.log(probability / (1.0 - probability))
+
+
+def cameras_around(centre: np.ndarray, half_size: float, count: int, distance: float = 4.0) -> list[Frame]:
+    """``count`` 64-pixel cameras on a Fibonacci sphere around ``centre``, each framing the cube of ``half_size``."""
+    size = 64
+    focal = 0.5 * size * distance / (1.8 * half_size)
+    frames = []
+    for index in range(count):
+        z = 1.0 - 2.0 * (index + 0.5) / count
+        angle = index * math.pi * (3.0 - math.sqrt(5.0))
+        backward = np.array([math.sqrt(1 - z * z) * math.cos(angle), math.sqrt(1 - z * z) * math.sin(angle), z])
+        up_hint = np.array([0.0, 0.0, 1.0]) if abs(backward[2]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        right = np.cross(up_hint, backward)
+        right /= np.linalg.norm(right)
+        pose = np.eye(4)
+        pose[:3, 0], pose[:3, 1], pose[:3, 2] = right, np.cross(backward, right), backward
+        pose[:3, 3] = centre + distance * backward
+        frames.append(Frame(f"{index}.png", pose.tolist(), Intrinsics(focal, focal, size / 2, size / 2, size, size)))
+    return frames

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.mesh.cleanup import face_components
 from engine.mesh.extract import ExtractSettings, SamplingMethod, extract_radiance_mesh
 from engine.mesh.surface import EmptySurfaceError
 
-from .analytic import Sphere
+from .analytic import Sphere, cameras_around
 
 BOX_MIN = np.array([2.0, -1.0, 0.5])
 BOX_MAX = np.array([4.0, 1.0, 2.5])
@@ -75,6 +76,25 @@ def test_mise_and_dense_give_the_same_mesh_for_far_fewer_queries() -> None:
     assert dense.n_queries == 65**3 and mise.n_queries * 4 < dense.n_queries
     assert mise.mesh.n_faces == dense.mesh.n_faces
     np.testing.assert_allclose(mise.mesh.vertices, dense.mesh.vertices, atol=1e-6)
+
+
+def test_a_hollow_field_gives_one_solid_seen_from_its_cameras() -> None:
+    class HollowSphere(FoggySphere):
+        """Dense only in a shell 0.15 thick under the surface: what a trained field leaves behind it."""
+
+        def query_density(self, points_world: np.ndarray) -> np.ndarray:
+            radius = np.linalg.norm(points_world - SPHERE.centre, axis=1)
+            return super().query_density(points_world) * (radius > SPHERE.radius - 0.15)
+
+    centre, half_size = 0.5 * (BOX_MIN + BOX_MAX), 0.5 * float(np.max(BOX_MAX - BOX_MIN))
+    cameras = cameras_around(centre, half_size, 16)
+    settings = ExtractSettings(resolution=48, level=50.0, colour=False)
+    filled = extract_radiance_mesh(HollowSphere(), BOX_MIN, BOX_MAX, settings, 50_000, cameras=cameras)
+    assert face_components(filled.mesh).max() + 1 == 1
+    assert filled.unseen_points_filled > 0 and filled.summary()["unseen_points_filled"] == filled.unseen_points_filled
+    unfilled_settings = ExtractSettings(resolution=48, level=50.0, colour=False, fill_unseen=False)
+    unfilled = extract_radiance_mesh(HollowSphere(), BOX_MIN, BOX_MAX, unfilled_settings, 50_000, cameras=cameras)
+    assert face_components(unfilled.mesh).max() + 1 == 2 and unfilled.unseen_points_filled == 0
 
 
 def test_empty_field_says_so_and_names_the_level() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 
 from engine.data.transforms import Intrinsics
 from engine.fields.nerf import NerfModel
+from engine.mesh.cleanup import face_components
+from engine.mesh.extract import ExtractSettings, extract_mesh_from_trainer
 from engine.train.config import NerfConfig, NgpConfig, TrainConfig
 from engine.train.trainer import Trainer
 from tests.engine.sphere_dataset import look_at, make_sphere_dataset
@@ -71,6 +74,36 @@ def test_ngp_training_raises_held_out_psnr_above_a_floor(sphere_dataset: Path, t
     rendered = trainer.render(look_at(np.array([0.0, -2.2, 0.0]), np.zeros(3)), intrinsics)
     assert rendered.opacity[4, 4] > 0.9
     assert 1.6 < rendered.depth[4, 4] < 2.2
+
+
+def test_a_run_extracts_a_solid_mesh_and_still_extracts_without_its_dataset(
+    sphere_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    trainer = Trainer.create(sphere_dataset, tmp_path / "run", tiny_config())
+    while not trainer.is_done():
+        trainer.train_step()
+    trainer.save_checkpoint()
+    reloaded = Trainer.from_run(tmp_path / "run")
+    frames = reloaded.training_frames()
+    assert len(frames) == 21 and all(frame.split == "train" for frame in frames)
+    assert reloaded._dataset is None, "the cameras are read without the images"
+
+    settings = ExtractSettings(resolution=32, colour=False)
+    result = extract_mesh_from_trainer(reloaded, settings)
+    # The surface around the sphere of radius 0.5 is nearly all of the mesh (150 steps leave a few specks).
+    sizes = np.bincount(face_components(result.mesh))
+    main = result.mesh.submesh(face_components(result.mesh) == sizes.argmax())
+    assert sizes.max() > 0.9 * sizes.sum()
+    radii = np.linalg.norm(main.vertices, axis=1)
+    assert 0.3 < np.median(radii) < 0.7
+
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["dataset"] = str(tmp_path / "moved-away")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="engine.mesh.extract"):
+        unfilled = extract_mesh_from_trainer(Trainer.from_run(tmp_path / "run"), settings)
+    assert "unseen space is not filled" in caplog.text and str(tmp_path / "moved-away") in caplog.text
+    assert unfilled.unseen_points_filled == 0 and unfilled.mesh.n_faces > 0
 
 
 def test_resume_gives_the_same_parameters(sphere_dataset: Path, tmp_path: Path) -> None:

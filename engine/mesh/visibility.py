@@ -1,0 +1,182 @@
+"""Fill the space no training camera sees into, so a radiance field's mesh has no inner walls.
+
+A radiance field is constrained only along training rays, and only up to where they stop: behind
+the first surface the density is whatever the optimiser left. A hash-grid field usually leaves the
+object hollow, a shell a few cells thick, and marching cubes then finds the shell's inner wall as a
+second surface inside the first. On the benchmark Suzanne that wall is about half of the mesh's
+area (precision 0.54, F-score 0.68 at 1%; 0.94 and 0.94 once filled).
+
+Space carving fixes it without touching the field: march rays from every training camera through
+the sampled lattice, mark the outside points they pass before their first inside point as seen,
+and turn every outside point no camera sees into an inside point. The mesh is then the boundary
+of the space the cameras saw empty, closed where they never looked.
+
+Rays run on a coarse lattice whose cells are inside when any of their points is (so a thin wall
+still stops a ray), about one ray per coarse cell at the scene's distance. The seen cells are
+brought to the fine lattice and grown a few fine steps through outside points, which fills the gaps
+between rays and the coarse cells the surface runs through. torch, on the trainer's device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..data.transforms import Frame
+from .grid import SampledGrid
+
+# Cells along the longest side of the lattice that rays march through. Coarser is faster (the work
+# grows with its cube) but fills concavities narrower than a coarse cell and deeper than the fine
+# growth below reaches; 64 keeps both within about 1% of the scene box's diagonal.
+DEFAULT_COARSE_RESOLUTION = 64
+# Samples per coarse cell along a ray: two, so a ray cannot step over a wall one cell thick.
+SAMPLES_PER_CELL = 2
+# Fine steps the seen space grows through outside points beyond one coarse cell: rays are one
+# coarse cell apart at the scene's distance, a little more behind it.
+EXTRA_GROWTH_STEPS = 2
+RAYS_PER_CHUNK = 1 << 12
+
+
+@dataclass(frozen=True)
+class VisibilityFill:
+    sampled: SampledGrid  # the lattice with unseen outside points turned inside
+    filled_points: int  # how many lattice points were turned
+    rays: int
+    seconds: float
+
+
+def fill_unseen(
+    sampled: SampledGrid,
+    frames: Sequence[Frame],
+    device: torch.device | str = "cpu",
+    coarse_resolution: int = DEFAULT_COARSE_RESOLUTION,
+) -> VisibilityFill:
+    """``sampled`` with every outside lattice point that no camera in ``frames`` sees made inside.
+
+    Turned points get the mirror of their value (``-v``), so marching cubes puts the new surface
+    where it would put the old one, half-way between a seen and an unseen point.
+    """
+    if not frames:
+        raise ValueError("filling unseen space needs at least one camera")
+    if coarse_resolution < 2:
+        raise ValueError(f"coarse_resolution must be at least 2 cells, got {coarse_resolution}")
+    started = time.perf_counter()
+    grid = sampled.grid
+    inside = sampled.values > 0
+    stride = max(1, math.ceil(max(grid.cells) / coarse_resolution))
+    coarse_cells = tuple(-(-cells // stride) for cells in grid.cells)
+
+    device = torch.device(device)
+    coarse_inside = _coarse_inside(inside, stride, coarse_cells, device)
+    coarse_seen, n_rays = _march(coarse_inside, grid.origin, grid.cell_size * stride, frames, device)
+
+    # A lattice point is seen when the coarse cell it starts is (points on the far faces belong to the last cell).
+    index = [
+        np.minimum(np.arange(size) // stride, cells - 1) for size, cells in zip(inside.shape, coarse_cells, strict=True)
+    ]
+    seen = coarse_seen.cpu().numpy()[np.ix_(*index)] & ~inside
+    seen = ndimage.binary_dilation(seen, iterations=stride + EXTRA_GROWTH_STEPS, mask=~inside)
+    unseen = ~inside & ~seen
+    values = sampled.values.copy()
+    # The mirror of a negative value, never exactly zero (zero reads as outside).
+    values[unseen] = np.maximum(-values[unseen], np.finfo(np.float32).tiny)
+    return VisibilityFill(
+        sampled=SampledGrid(grid=grid, values=values, n_queries=sampled.n_queries),
+        filled_points=int(unseen.sum()),
+        rays=n_rays,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _coarse_inside(
+    inside: np.ndarray, stride: int, coarse_cells: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
+    """(coarse cells) bool: a coarse cell is inside when any lattice point on or in it is."""
+    padding = [(0, cells * stride + 1 - size) for cells, size in zip(coarse_cells, inside.shape, strict=True)]
+    padded = torch.from_numpy(np.pad(inside, padding)).to(device)
+    pooled = torch.nn.functional.max_pool3d(padded[None, None].float(), kernel_size=stride + 1, stride=stride)
+    return pooled[0, 0] > 0
+
+
+def _march(
+    coarse_inside: torch.Tensor, origin: np.ndarray, cell: float, frames: Sequence[Frame], device: torch.device
+) -> tuple[torch.Tensor, int]:
+    """(coarse cells) bool seen: cells some ray from ``frames`` crosses before its first inside cell."""
+    shape = torch.tensor(coarse_inside.shape, device=device)
+    strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
+    inside_flat = coarse_inside.reshape(-1)
+    seen_flat = torch.zeros_like(inside_flat)
+    low = torch.tensor(origin, dtype=torch.float32, device=device)
+    high = low + shape.float() * cell
+    centre = 0.5 * (low + high)
+    step = cell / SAMPLES_PER_CELL
+    n_rays = 0
+    for frame in frames:
+        origins, directions = _frame_rays(frame, cell, centre, device)
+        for start in range(0, len(directions), RAYS_PER_CHUNK):
+            chunk = directions[start : start + RAYS_PER_CHUNK]
+            n_rays += len(chunk)
+            _mark_seen(origins, chunk, low, high, cell, step, shape, strides, inside_flat, seen_flat)
+    return seen_flat.reshape(coarse_inside.shape), n_rays
+
+
+def _frame_rays(
+    frame: Frame, cell: float, centre: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The camera's origin (3,) and unit directions (n, 3), one per ``cell`` at the scene centre's distance."""
+    camera_to_world = torch.tensor(frame.camera_to_world, dtype=torch.float32, device=device)
+    origin = camera_to_world[:3, 3]
+    k = frame.intrinsics
+    distance = float(torch.linalg.norm(centre - origin))
+    # Pixels between rays so that neighbouring rays are one cell apart at the scene centre.
+    pitch = cell * min(k.fl_x, k.fl_y) / max(distance, 1e-6)
+    columns = torch.arange(0.5 * pitch, k.width, pitch, device=device)
+    rows = torch.arange(0.5 * pitch, k.height, pitch, device=device)
+    y, x = torch.meshgrid(rows, columns, indexing="ij")
+    camera_directions = torch.stack(
+        [(x.reshape(-1) - k.cx) / k.fl_x, -(y.reshape(-1) - k.cy) / k.fl_y, -torch.ones(x.numel(), device=device)],
+        dim=-1,
+    )
+    rotation = camera_to_world[:3, :3]
+    rotation = rotation / rotation.norm(dim=0, keepdim=True)  # a scaled camera object must not stretch rays
+    directions = camera_directions @ rotation.T
+    return origin, directions / directions.norm(dim=-1, keepdim=True)
+
+
+def _mark_seen(
+    origin: torch.Tensor,
+    directions: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    cell: float,
+    step: float,
+    shape: torch.Tensor,
+    strides: torch.Tensor,
+    inside_flat: torch.Tensor,
+    seen_flat: torch.Tensor,
+) -> None:
+    """March rays from ``origin`` through the lattice's box; mark the cells before each ray's first inside cell."""
+    safe = torch.where(directions.abs() < 1e-9, torch.full_like(directions, 1e-9), directions)
+    t_low, t_high = (low - origin) / safe, (high - origin) / safe
+    t_near = torch.minimum(t_low, t_high).amax(dim=-1).clamp(min=0.0)
+    t_far = torch.maximum(t_low, t_high).amin(dim=-1)
+    crosses = t_far > t_near
+    if not crosses.any():
+        return
+    directions, t_near, t_far = directions[crosses], t_near[crosses], t_far[crosses]
+    n_samples = int(((t_far - t_near).max() / step).ceil()) + 1
+    t = t_near[:, None] + step * torch.arange(n_samples, device=directions.device, dtype=torch.float32)[None]
+    in_box = t <= t_far[:, None]
+    cells = ((origin + t[..., None] * directions[:, None] - low) / cell).floor().long()
+    cells = torch.minimum(cells.clamp(min=0), shape - 1)
+    flat = (cells * strides).sum(dim=-1)
+    hits = inside_flat[flat] & in_box
+    first_hit = torch.where(hits.any(dim=1), hits.int().argmax(dim=1), n_samples)
+    before = in_box & (torch.arange(n_samples, device=directions.device)[None] < first_hit[:, None])
+    seen_flat[flat[before]] = True
