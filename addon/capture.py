@@ -40,6 +40,7 @@ from .camera_math import (
 from .engine.data.transforms import (
     IMAGE_SUFFIXES,
     Frame,
+    ImageInfo,
     Intrinsics,
     SceneBox,
     Transforms,
@@ -420,6 +421,25 @@ def _apply_camera_resolution(render: bpy.types.RenderSettings, camera_data: Any,
         render.pixel_aspect_x, render.pixel_aspect_y = scene_values["pixel_aspect_x"], scene_values["pixel_aspect_y"]
 
 
+MATCH_RESOLUTION_HINT = ": match the render resolution to the photo"
+
+
+def _checked_image_info(
+    image: Path, intrinsics: Intrinsics, where: str, expected_by: str = "the frame says", hint: str = ""
+) -> ImageInfo:
+    """The image's size and channels; a CaptureError naming ``where`` if it is unreadable or not the camera's size."""
+    try:
+        info = read_image_info(image)
+    except TransformsError as error:
+        raise CaptureError(f"{where}: {error}") from error
+    if (info.width, info.height) != (intrinsics.width, intrinsics.height):
+        raise CaptureError(
+            f"{where}: image {image} is {info.width}x{info.height} pixels but {expected_by} "
+            f"{intrinsics.width}x{intrinsics.height}{hint}"
+        )
+    return info
+
+
 def _copy_images(
     cameras: list[bpy.types.Object],
     frames: list[Frame],
@@ -440,15 +460,9 @@ def _copy_images(
             source = _background_image_file(camera)
         if source.suffix.lower() not in IMAGE_SUFFIXES:
             raise CaptureError(f"camera {camera.name!r}: {source} is not one of {', '.join(IMAGE_SUFFIXES)}")
-        try:
-            info = read_image_info(source)
-        except TransformsError as error:
-            raise CaptureError(f"camera {camera.name!r}: {error}") from error
-        if (info.width, info.height) != (frame.intrinsics.width, frame.intrinsics.height):
-            raise CaptureError(
-                f"camera {camera.name!r}: image {source} is {info.width}x{info.height} pixels but the camera renders "
-                f"{frame.intrinsics.width}x{frame.intrinsics.height}: match the render resolution to the photo"
-            )
+        info = _checked_image_info(
+            source, frame.intrinsics, f"camera {camera.name!r}", "the camera renders", MATCH_RESOLUTION_HINT
+        )
         frame.file_path += source.suffix.lower()
         shutil.copyfile(source, staging / frame.file_path)
         suffixes.add(source.suffix.lower() in _LINEAR_SUFFIXES)
@@ -530,15 +544,7 @@ def import_dataset(
         image = transforms.image_path(frame)
         if not image.is_file():
             raise CaptureError(f"{transforms_path}: frame {index} ({frame.file_path}): image {image} is missing")
-        try:
-            info = read_image_info(image)
-        except TransformsError as error:
-            raise CaptureError(f"{transforms_path}: frame {index} ({frame.file_path}): {error}") from error
-        if (info.width, info.height) != (frame.intrinsics.width, frame.intrinsics.height):
-            raise CaptureError(
-                f"{transforms_path}: frame {index} ({frame.file_path}): image {image} is {info.width}x{info.height} "
-                f"pixels but the frame says {frame.intrinsics.width}x{frame.intrinsics.height}"
-            )
+        _checked_image_info(image, frame.intrinsics, f"{transforms_path}: frame {index} ({frame.file_path})")
         try:
             settings.append(camera_from_intrinsics(frame.intrinsics, frame_name=f"frame {index} ({frame.file_path})"))
         except CameraError as error:
