@@ -8,8 +8,10 @@ area (precision 0.54, F-score 0.68 at 1%; 0.94 and 0.94 once filled).
 
 Space carving fixes it without touching the field: march rays from every training camera through
 the sampled lattice, mark the outside points they pass before their first inside point as seen,
-and turn every outside point no camera sees into an inside point. The mesh is then the boundary
-of the space the cameras saw empty, closed where they never looked.
+and turn every outside point that some camera looks towards but none sees (it is behind a surface)
+into an inside point. The mesh is then the boundary of the space the cameras saw empty, closed
+where they looked but could not see. Space outside every camera's view keeps the field's value:
+filling it would wall the mesh in along the edges of the views.
 
 Rays run on a coarse lattice whose cells are inside when any of their points is (so a thin wall
 still stops a ray), about one ray per coarse cell at the scene's distance. The seen cells are
@@ -57,7 +59,8 @@ def fill_unseen(
     device: torch.device | str = "cpu",
     coarse_resolution: int = DEFAULT_COARSE_RESOLUTION,
 ) -> VisibilityFill:
-    """``sampled`` with every outside lattice point that no camera in ``frames`` sees made inside.
+    """``sampled`` with every outside lattice point that a camera in ``frames`` looks towards but none
+    sees made inside.
 
     Turned points get the mirror of their value (``-v``), so marching cubes puts the new surface
     where it would put the old one, half-way between a seen and an unseen point.
@@ -74,15 +77,20 @@ def fill_unseen(
 
     device = torch.device(device)
     coarse_inside = _coarse_inside(inside, stride, coarse_cells, device)
-    coarse_seen, n_rays = _march(coarse_inside, grid.origin, grid.cell_size * stride, frames, device)
+    coarse_cell = grid.cell_size * stride
+    coarse_seen, n_rays = _march(coarse_inside, grid.origin, coarse_cell, frames, device)
+    coarse_in_view = _in_some_view(coarse_inside.shape, grid.origin, coarse_cell, frames, device)
 
-    # A lattice point is seen when the coarse cell it starts is (points on the far faces belong to the last cell).
-    index = [
-        np.minimum(np.arange(size) // stride, cells - 1) for size, cells in zip(inside.shape, coarse_cells, strict=True)
-    ]
-    seen = coarse_seen.cpu().numpy()[np.ix_(*index)] & ~inside
+    # A lattice point takes the coarse cell it starts (points on the far faces belong to the last cell).
+    index = np.ix_(
+        *[
+            np.minimum(np.arange(size) // stride, cells - 1)
+            for size, cells in zip(inside.shape, coarse_cells, strict=True)
+        ]
+    )
+    seen = coarse_seen.cpu().numpy()[index] & ~inside
     seen = ndimage.binary_dilation(seen, iterations=stride + EXTRA_GROWTH_STEPS, mask=~inside)
-    unseen = ~inside & ~seen
+    unseen = ~inside & ~seen & coarse_in_view.cpu().numpy()[index]
     values = sampled.values.copy()
     # The mirror of a negative value, never exactly zero (zero reads as outside).
     values[unseen] = np.maximum(-values[unseen], np.finfo(np.float32).tiny)
@@ -124,6 +132,28 @@ def _march(
             n_rays += len(chunk)
             _mark_seen(origins, chunk, low, high, cell, step, shape, strides, inside_flat, seen_flat)
     return seen_flat.reshape(coarse_inside.shape), n_rays
+
+
+def _in_some_view(
+    shape: tuple[int, ...], origin: np.ndarray, cell: float, frames: Sequence[Frame], device: torch.device
+) -> torch.Tensor:
+    """(shape) bool: cells whose centre is in front of some camera and inside its image."""
+    axes = [torch.arange(size, device=device, dtype=torch.float32) for size in shape]
+    centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    centres = torch.tensor(origin, dtype=torch.float32, device=device) + (centres + 0.5) * cell
+    in_view = torch.zeros(len(centres), dtype=torch.bool, device=device)
+    for frame in frames:
+        camera_to_world = torch.tensor(frame.camera_to_world, dtype=torch.float32, device=device)
+        rotation = camera_to_world[:3, :3]
+        rotation = rotation / rotation.norm(dim=0, keepdim=True)
+        local = (centres - camera_to_world[:3, 3]) @ rotation  # camera space: looks down -Z, +Y up
+        depth = -local[:, 2]
+        k = frame.intrinsics
+        safe_depth = depth.clamp(min=1e-6)
+        column = k.cx + k.fl_x * local[:, 0] / safe_depth
+        row = k.cy - k.fl_y * local[:, 1] / safe_depth
+        in_view |= (depth > 0) & (column >= 0) & (column <= k.width) & (row >= 0) & (row <= k.height)
+    return in_view.reshape(shape)
 
 
 def _frame_rays(

@@ -72,6 +72,33 @@ def test_space_only_behind_the_object_is_filled_when_cameras_see_one_side() -> N
     assert values[24, 24, 45] < 0, "seen space above it stays empty"
 
 
+def test_only_space_a_camera_looks_towards_is_filled() -> None:
+    # One narrow camera that frames only the shell: behind the shell is filled, the box's corners
+    # beside the view keep the field's value (filling them would wall the mesh in along the view's edges).
+    sphere, inner, outer = Sphere(CENTRE, 0.0), 0.45, 0.6
+
+    def shell(points: np.ndarray) -> np.ndarray:
+        radius = sphere.signed_distance(points)
+        return np.minimum(radius - inner, outer - radius)
+
+    (camera,) = cameras_around(CENTRE, 0.4, 1)
+    forward = -np.asarray(camera.camera_to_world)[:3, 2]
+    hollow = sampled(shell)
+    filled = fill_unseen(hollow, [camera])
+    grid = hollow.grid
+
+    def value_at(point: np.ndarray) -> float:
+        index = np.round((point - grid.origin) / grid.cell_size).astype(int)
+        return float(filled.sampled.values[tuple(index)])
+
+    corners = CENTRE + BOX_HALF * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    beside = corners[np.argmin(np.abs((corners - CENTRE) @ forward))]
+    assert value_at(CENTRE) > 0, "the hollow is filled"
+    assert value_at(CENTRE + 0.85 * forward) > 0, "behind the shell, in view but hidden, is filled"
+    assert value_at(CENTRE - 0.85 * forward) < 0, "in front of the shell stays empty"
+    assert value_at(beside) < 0, "a corner outside the view stays as the field has it"
+
+
 def test_no_cameras_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one camera"):
         fill_unseen(sampled(lambda points: -np.ones(len(points))), [])
