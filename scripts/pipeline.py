@@ -2,8 +2,9 @@
 
 Stages, each timed and reported: export the cameras (render the views or take existing
 images) -> train through the add-on's engine session (the client in background mode,
-exactly what the Train button runs) -> extract a coloured mesh through that session ->
-import it into the "Fieldwork" collection -> save the .blend -> ``report.json``.
+exactly what the Train button runs) -> extract a coloured mesh with ``python -m engine
+extract`` (what the Extract button runs) -> import it into the "Fieldwork" collection ->
+save the .blend -> ``report.json``.
 
 The add-on's modules come from this checkout (``addon/``), imported without registering
 anything, so a headless run needs no installed extension and leaves the user's Blender
