@@ -80,7 +80,7 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     )
     fill_unseen: BoolProperty(  # type: ignore[valid-type]
         name="Fill Unseen Space",
-        description="Make solid what no training camera sees, so the mesh has no inner walls behind its surface",
+        description="Make solid the space behind surfaces that no training camera sees, so the mesh has no inner walls",
         default=True,
     )
     keep_largest: IntProperty(  # type: ignore[valid-type]

@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-unseen",
         action="store_true",
-        help="leave space no training camera sees as the field has it (by default it is made solid: a trained "
-        "field is hollow behind its surface, and the hollow's wall would be a second surface inside the first)",
+        help="leave the space behind surfaces, which no training camera sees, as the field has it (by default it "
+        "is made solid: a trained field is hollow there, and the hollow's wall would be a second surface inside)",
     )
     parser.add_argument("--keep-largest", type=int, default=0, help="keep the N largest components (0: all)")
     parser.add_argument(

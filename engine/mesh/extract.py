@@ -66,8 +66,9 @@ class ExtractSettings:
     level: float | None = None  # density threshold / probability / distance; None: the field kind's default
     colour: bool = True
     colour_from: ColourSource = ColourSource.FIELD
-    # Radiance fields: make solid what no training camera sees (a trained field is hollow behind its
-    # surface, and the hollow's wall would be a second surface inside the first). See visibility.py.
+    # Radiance fields: make solid the space the training cameras look towards but cannot see (behind
+    # a surface). A trained field is hollow there, and the hollow's wall would be a second surface
+    # inside the first. See visibility.py.
     fill_unseen: bool = True
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     batch_points: int = 0  # 0: sized to the device's memory
@@ -117,7 +118,7 @@ class MeshResult:
     n_queries: int  # field queries to find the surface (colours not counted)
     sampling_seconds: float
     total_seconds: float
-    unseen_points_filled: int = 0  # lattice points no training camera sees, made inside
+    unseen_points_filled: int = 0  # lattice points hidden behind a surface from every training camera, made inside
 
     @property
     def vertex_count(self) -> int:
@@ -188,8 +189,8 @@ def extract_radiance_mesh(
 ) -> MeshResult:
     """Mesh of a radiance field's density level set inside the box, coloured, cleaned, not written.
 
-    With ``settings.fill_unseen`` and ``cameras`` (the training views), space none of them sees is
-    made solid before marching cubes (``device`` runs the rays).
+    With ``settings.fill_unseen`` and ``cameras`` (the training views), space they look towards but
+    none of them sees is made solid before marching cubes (``device`` runs the rays).
     """
     started = time.perf_counter()
     box_min = np.asarray(box_min, dtype=np.float64)
@@ -209,7 +210,7 @@ def extract_radiance_mesh(
         visibility = fill_unseen(sampled, cameras, device)
         sampled, filled = visibility.sampled, visibility.filled_points
         log.info(
-            "%d lattice points no training camera sees made inside (%d rays, %.1f s)",
+            "%d lattice points hidden from every training camera made inside (%d rays, %.1f s)",
             filled,
             visibility.rays,
             visibility.seconds,
