@@ -104,7 +104,7 @@ def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, Triang
     from addon import capture
     from engine.train.config import TrainConfig
     from engine.train.trainer import Trainer
-    from scripts.scenes import build_object_scene
+    from scripts.scenes import build_object_scene, save_ground_truth_mesh
 
     started = time.perf_counter()
     info = build_object_scene(
@@ -116,7 +116,7 @@ def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, Triang
         object_scale=(1.3, 1.3, 1.3),
     )
     truth = TriangleMesh(vertices=info.vertices, faces=info.triangles.astype(np.int64))
-    write_mesh(truth, out / GROUND_TRUTH, overwrite=True)
+    save_ground_truth_mesh(info, out / GROUND_TRUTH)
     dataset = capture.export_dataset(info.scene, out / "dataset", overwrite=True)
     render_seconds = time.perf_counter() - started
 
