@@ -15,13 +15,14 @@ where they looked but could not see. Space outside every camera's view keeps the
 filling it would wall the mesh in along the edges of the views.
 
 Rays run on a coarse lattice whose cells are inside when any of their points is (so a thin wall
-still stops a ray), about one ray per coarse cell at the scene's distance. The seen cells are
+still stops a ray), at most one coarse cell apart anywhere in the box. The seen cells are
 brought to the fine lattice and grown a few fine steps through outside points, which fills the gaps
 between rays and the coarse cells the surface runs through. torch, on the trainer's device.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -40,8 +41,8 @@ from .grid import SampledGrid
 DEFAULT_COARSE_RESOLUTION = 64
 # Samples per coarse cell along a ray: two, so a ray cannot step over a wall one cell thick.
 SAMPLES_PER_CELL = 2
-# Fine steps the seen space grows through outside points beyond one coarse cell: rays are one
-# coarse cell apart at the scene's distance, a little more behind it.
+# Fine steps the seen space grows through outside points beyond one coarse cell: rays are at most
+# one coarse cell apart inside the box, and a ray may cross a cell only near its corner.
 EXTRA_GROWTH_STEPS = 2
 RAYS_PER_CHUNK = 1 << 12
 
@@ -123,11 +124,10 @@ def _march(
     seen_flat = torch.zeros_like(inside_flat)
     low = torch.tensor(origin, dtype=torch.float32, device=device)
     high = low + shape.float() * cell
-    centre = 0.5 * (low + high)
     step = cell / SAMPLES_PER_CELL
     n_rays = 0
     for frame in frames:
-        origins, directions = _frame_rays(frame, cell, centre, device)
+        origins, directions = _frame_rays(frame, low, high, cell)
         for start in range(0, len(directions), RAYS_PER_CHUNK):
             chunk = directions[start : start + RAYS_PER_CHUNK]
             n_rays += len(chunk)
@@ -144,40 +144,56 @@ def _in_some_view(
     centres = torch.tensor(origin, dtype=torch.float32, device=device) + (centres + 0.5) * cell
     in_view = torch.zeros(len(centres), dtype=torch.bool, device=device)
     for frame in frames:
-        camera_to_world = torch.tensor(frame.camera_to_world, dtype=torch.float32, device=device)
-        rotation = camera_to_world[:3, :3]
-        rotation = rotation / rotation.norm(dim=0, keepdim=True)
-        local = (centres - camera_to_world[:3, 3]) @ rotation  # camera space: looks down -Z, +Y up
-        depth = -local[:, 2]
+        column, row, depth = _project(centres, frame)
         k = frame.intrinsics
-        safe_depth = depth.clamp(min=1e-6)
-        column = k.cx + k.fl_x * local[:, 0] / safe_depth
-        row = k.cy - k.fl_y * local[:, 1] / safe_depth
         in_view |= (depth > 0) & (column >= 0) & (column <= k.width) & (row >= 0) & (row <= k.height)
     return in_view.reshape(shape)
 
 
-def _frame_rays(
-    frame: Frame, cell: float, centre: torch.Tensor, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The camera's origin (3,) and unit directions (n, 3), one per ``cell`` at the scene centre's distance."""
+def _camera_pose(frame: Frame, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The camera's position (3,) and rotation (3, 3) with unit columns (a scaled camera object must not
+    stretch its rays)."""
     camera_to_world = torch.tensor(frame.camera_to_world, dtype=torch.float32, device=device)
-    origin = camera_to_world[:3, 3]
-    k = frame.intrinsics
-    distance = float(torch.linalg.norm(centre - origin))
-    # Pixels between rays so that neighbouring rays are one cell apart at the scene centre.
-    pitch = cell * min(k.fl_x, k.fl_y) / max(distance, 1e-6)
-    columns = torch.arange(0.5 * pitch, k.width, pitch, device=device)
-    rows = torch.arange(0.5 * pitch, k.height, pitch, device=device)
-    y, x = torch.meshgrid(rows, columns, indexing="ij")
-    camera_directions = torch.stack(
-        [(x.reshape(-1) - k.cx) / k.fl_x, -(y.reshape(-1) - k.cy) / k.fl_y, -torch.ones(x.numel(), device=device)],
-        dim=-1,
-    )
     rotation = camera_to_world[:3, :3]
-    rotation = rotation / rotation.norm(dim=0, keepdim=True)  # a scaled camera object must not stretch rays
+    return camera_to_world[:3, 3], rotation / rotation.norm(dim=0, keepdim=True)
+
+
+def _project(points: torch.Tensor, frame: Frame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World points (n, 3) -> pixel column, row and depth along the viewing axis (n,) each; the camera
+    looks down -Z with +Y up, and rows grow downwards."""
+    position, rotation = _camera_pose(frame, points.device)
+    local = (points - position) @ rotation
+    depth = -local[:, 2]
+    safe_depth = depth.clamp(min=1e-6)
+    k = frame.intrinsics
+    return k.cx + k.fl_x * local[:, 0] / safe_depth, k.cy - k.fl_y * local[:, 1] / safe_depth, depth
+
+
+def _frame_rays(frame: Frame, low: torch.Tensor, high: torch.Tensor, cell: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The camera's position (3,) and unit ray directions (n, 3) through the part of its image the box
+    covers, neighbouring rays at most ``cell`` apart anywhere in the box."""
+    position, rotation = _camera_pose(frame, low.device)
+    k = frame.intrinsics
+    corners = torch.stack(
+        [
+            torch.where(torch.tensor(bits, device=low.device), high, low)
+            for bits in itertools.product((False, True), repeat=3)
+        ]
+    )
+    farthest = float(torch.linalg.norm(corners - position, dim=-1).max())
+    pitch = cell * min(k.fl_x, k.fl_y) / max(farthest, 1e-6)  # pixels between rays
+    first_column, end_column, first_row, end_row = 0.0, float(k.width), 0.0, float(k.height)
+    column, row, depth = _project(corners, frame)
+    if bool((depth > 0).all()):  # the box is in front of the camera: only its image rectangle
+        first_column, end_column = max(first_column, float(column.min())), min(end_column, float(column.max()))
+        first_row, end_row = max(first_row, float(row.min())), min(end_row, float(row.max()))
+    columns = torch.arange(first_column + 0.5 * pitch, end_column, pitch, device=low.device)
+    rows = torch.arange(first_row + 0.5 * pitch, end_row, pitch, device=low.device)
+    y, x = torch.meshgrid(rows, columns, indexing="ij")
+    x, y = x.reshape(-1), y.reshape(-1)
+    camera_directions = torch.stack([(x - k.cx) / k.fl_x, -(y - k.cy) / k.fl_y, -torch.ones_like(x)], dim=-1)
     directions = camera_directions @ rotation.T
-    return origin, directions / directions.norm(dim=-1, keepdim=True)
+    return position, directions / directions.norm(dim=-1, keepdim=True)
 
 
 def _mark_seen(
