@@ -111,6 +111,11 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
     mesh_resolution: IntProperty(  # type: ignore[valid-type]
         name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
     )
+    mesh_fill_unseen: BoolProperty(  # type: ignore[valid-type]
+        name="Fill Unseen Space",
+        description="Make solid the space behind surfaces that no training camera sees, so the mesh has no inner walls",
+        default=True,
+    )
     mesh_replace_previous: BoolProperty(  # type: ignore[valid-type]
         name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +98,18 @@ def test_a_run_extracts_a_solid_mesh_and_still_extracts_without_its_dataset(
     assert sizes.max() > 0.9 * sizes.sum()
     radii = np.linalg.norm(main.vertices, axis=1)
     assert 0.3 < np.median(radii) < 0.7
+
+    assert result.unseen_points_filled > 0
+    # The CLI's --keep-unseen leaves the field as it is.
+    options = ["--resolution", "32", "--no-colour", "--keep-unseen", "--json", "--out", str(tmp_path / "kept.ply")]
+    completed = subprocess.run(
+        [sys.executable, "-m", "engine", "extract", str(tmp_path / "run"), *options],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.splitlines()[-1])["unseen_points_filled"] == 0
 
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     config["dataset"] = str(tmp_path / "moved-away")
