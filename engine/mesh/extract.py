@@ -1,4 +1,4 @@
-"""Field to mesh file: sample (MISE or dense), marching cubes, clean up, colour, write atomically.
+"""Field to mesh file: sample (MISE or dense), fill hidden space, marching cubes, clean up, colour, write atomically.
 
 The one entry point for the CLI (``python -m engine extract``) and the session's ``Extract``
 command. Vertices leave in world units: the field is queried at world points, so whatever

@@ -1,4 +1,5 @@
-"""Filling what no camera sees: a hollow shell becomes one solid, a hole the cameras look through stays open."""
+"""Filling what cameras look towards but cannot see: a hollow shell becomes one solid, a hole they see through
+stays open, space outside every view is left alone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.mesh.cleanup import face_components
-from engine.mesh.grid import Grid
+from engine.mesh.grid import Grid, InsideFunction, SampledGrid
 from engine.mesh.levels import FieldKind, SurfaceLevel
 from engine.mesh.mise import sample_mise
 from engine.mesh.surface import marching_cubes
@@ -20,7 +21,7 @@ CENTRE = np.array([0.3, -0.2, 1.1])
 BOX_HALF = 1.0
 
 
-def sampled(inside_of, resolution: int = 48):
+def sampled(inside_of: InsideFunction, resolution: int = 48) -> SampledGrid:
     grid = Grid.covering_box(CENTRE - BOX_HALF, CENTRE + BOX_HALF, resolution, multiple_of=2)
     return sample_mise(inside_of, grid, resolution // 2, 1 << 16)
 
