@@ -37,6 +37,7 @@ from .camera_math import (
     checked_camera_to_world,
     intrinsics_from_camera,
 )
+from .engine.atomic import current_umask
 from .engine.data.transforms import (
     IMAGE_SUFFIXES,
     Frame,
@@ -45,7 +46,6 @@ from .engine.data.transforms import (
     SceneBox,
     Transforms,
     TransformsError,
-    current_umask,
     read_image_info,
     read_transforms,
     write_transforms,

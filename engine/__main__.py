@@ -8,7 +8,7 @@ import importlib
 import sys
 from pathlib import Path
 
-EXIT_MISSING_DEPENDENCY = 3  # as `info` uses
+from .commands import EXIT_MISSING_DEPENDENCY
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
 # Command modules import torch and numpy inside run(), so building the parser (and `info`) works without them.

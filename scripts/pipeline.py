@@ -21,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -177,25 +176,10 @@ def save_blend_copy(target: Path) -> Path:
     return target
 
 
-def _publish(temporary: str, target: Path) -> None:
-    """Give a finished temporary file ordinary permissions (mkstemp makes it private) and move it into place."""
-    from engine.data.transforms import current_umask
-
-    os.chmod(temporary, 0o666 & ~current_umask())
-    os.replace(temporary, target)
-
-
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, default=_json_default)
-            handle.write("\n")
-        _publish(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from engine.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(document, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -301,16 +285,9 @@ def write_png(path: Path, rgba: Any) -> Path:
         + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
         + chunk(b"IEND", b"")
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        _publish(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    from engine.atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, data)
 
 
 def read_rgba(path: Path) -> Any:

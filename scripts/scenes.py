@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -176,47 +175,11 @@ def build_object_scene(
 
 
 def save_ground_truth_mesh(info: SceneInfo, path: str | os.PathLike[str]) -> Path:
-    """Write the object's world-space triangles as a binary PLY (``.ply``) or an OBJ (``.obj``), atomically."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".ply", ".obj"):
-        raise ValueError(f"Ground-truth mesh path must end in .ply or .obj, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            if suffix == ".ply":
-                _write_ply(handle, info.vertices, info.triangles)
-            else:
-                _write_obj(handle, info.vertices, info.triangles)
-        umask = os.umask(0o022)  # reading the mask means setting it: set straight back
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a mesh file is not
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write the object's world-space triangles (PLY, OBJ or GLB by suffix, as the engine writes meshes), atomically."""
+    from engine.mesh.io import write_mesh
+    from engine.mesh.triangle_mesh import TriangleMesh
 
-
-def _write_ply(handle, vertices: np.ndarray, triangles: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    header = (
-        "ply\nformat binary_little_endian 1.0\n"
-        f"element vertex {len(vertices)}\nproperty float x\nproperty float y\nproperty float z\n"
-        f"element face {len(triangles)}\nproperty list uchar int vertex_indices\nend_header\n"
-    )
-    handle.write(header.encode("ascii"))
-    handle.write(vertices.astype("<f4").tobytes())
-    faces = np.zeros(len(triangles), dtype=[("count", "u1"), ("indices", "<i4", (3,))])
-    faces["count"] = 3
-    faces["indices"] = triangles
-    handle.write(faces.tobytes())
-
-
-def _write_obj(handle, vertices: np.ndarray, triangles: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in triangles]
-    handle.write(("\n".join(lines) + "\n").encode("ascii"))
+    return write_mesh(TriangleMesh(vertices=info.vertices, faces=info.triangles), Path(path), overwrite=True)
 
 
 def _configure_render(scene: bpy.types.Scene, *, resolution: int, samples: int, seed: int, engine: str) -> None:

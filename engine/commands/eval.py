@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "evaluate a trained run: PSNR/SSIM per held-out view and their mean, as JSON on stdout"
+from . import EXIT_BAD_INPUT
 
-EXIT_BAD_INPUT = 2
+HELP = "evaluate a trained run: PSNR/SSIM per held-out view and their mean, as JSON on stdout"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.dataset import DatasetError
-    from ..data.transforms import TransformsError
     from ..train.trainer import Trainer
 
     try:
         trainer = Trainer.from_run(args.run_dir.expanduser(), args.device)
         result = trainer.evaluate(args.frames)
-    except (DatasetError, TransformsError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(json.dumps(result, indent=2))

@@ -11,10 +11,11 @@ import json
 import sys
 from pathlib import Path
 
+from . import EXIT_BAD_INPUT
+
 HELP = "extract a coloured mesh (PLY, OBJ or GLB, world units) from a trained run with MISE and marching cubes"
 
-# Exit statuses the add-on tells apart: bad input vs a field with no surface at the level.
-EXIT_BAD_INPUT = 2
+# Exit statuses the add-on tells apart: bad input (EXIT_BAD_INPUT) vs a field with no surface at the level.
 EXIT_EMPTY_SURFACE = 4
 
 

@@ -14,10 +14,11 @@ import platform
 import sys
 from typing import Any
 
+from . import EXIT_MISSING_DEPENDENCY
+
 HELP = "print engine, Python and torch versions, the compute device and thread count"
 
 # Exit status when the interpreter lacks a required package: the add-on shows the message.
-EXIT_MISSING_DEPENDENCY = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

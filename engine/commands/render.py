@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from . import EXIT_BAD_INPUT
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HELP = "render colour, depth and opacity images of a trained run from a dataset frame or a JSON camera"
-
-EXIT_BAD_INPUT = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_camera_json(path: Path) -> tuple[np.ndarray, Any]:
     """(4, 4) camera_to_world and Intrinsics from a camera JSON file; errors name the file and key."""
+    import numpy as np
+
     from ..data.transforms import Intrinsics
 
     try:
@@ -72,8 +73,9 @@ def read_camera_json(path: Path) -> tuple[np.ndarray, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.dataset import DatasetError
-    from ..data.transforms import TransformsError
+    import numpy as np
+
+    from ..atomic import write_atomic
     from ..train.trainer import Trainer
 
     run_dir: Path = args.run_dir.expanduser()
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if existing and not args.overwrite:
             raise ValueError(f"{', '.join(existing)} already exist; pass --overwrite or another --name/--out")
         rendered = trainer.render(camera_to_world, intrinsics)
-    except (DatasetError, TransformsError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -105,26 +107,23 @@ def run(args: argparse.Namespace) -> int:
     hit_depth = rendered.depth[rendered.opacity > 0.5]
     far = float(hit_depth.max()) if hit_depth.size else 1.0
     depth_image = np.where(rendered.opacity > 0.5, np.clip(rendered.depth / max(far, 1e-12), 0, 1), 0.0)
-    _write_atomic(targets["rgb.png"], lambda path: _png(path, rendered.rgb, 255, np.uint8))
-    _write_atomic(targets["opacity.png"], lambda path: _png(path, rendered.opacity, 255, np.uint8))
-    _write_atomic(targets["depth.png"], lambda path: _png(path, depth_image, 65535, np.uint16))
-    _write_atomic(targets["depth.npy"], lambda path: np.save(path, rendered.depth))
+    write_atomic(targets["rgb.png"], lambda path: _png(path, rendered.rgb, 255, np.uint8))
+    write_atomic(targets["opacity.png"], lambda path: _png(path, rendered.opacity, 255, np.uint8))
+    write_atomic(targets["depth.png"], lambda path: _png(path, depth_image, 65535, np.uint16))
+    write_atomic(targets["depth.npy"], lambda path: _npy(path, rendered.depth))
     print(json.dumps({name: str(path) for name, path in targets.items()}))
     return 0
 
 
 def _png(path: Path, image: np.ndarray, scale: int, dtype: type) -> None:
     import imageio.v3 as iio
+    import numpy as np
 
     iio.imwrite(path, (np.clip(image, 0.0, 1.0) * scale + 0.5).astype(dtype), extension=".png")
 
 
-def _write_atomic(target: Path, write: Any) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(descriptor)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def _npy(path: Path, array: np.ndarray) -> None:
+    import numpy as np
+
+    with path.open("wb") as stream:  # a path would get ".npy" appended to the temporary name
+        np.save(stream, array)

@@ -12,9 +12,10 @@ import logging
 import sys
 from pathlib import Path
 
+from . import EXIT_BAD_INPUT
+
 HELP = "train a radiance field (ngp or nerf) on a transforms.json dataset; resumes a run folder's checkpoint"
 
-EXIT_BAD_INPUT = 2
 # With only a time budget the step budget must not end the run first.
 UNLIMITED_STEPS = 10**9
 
@@ -37,8 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.dataset import DatasetError
-    from ..data.transforms import TransformsError
     from ..train.config import TrainConfig
     from ..train.trainer import LOG_NAME, Trainer
 
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         _log_to(out_dir / LOG_NAME)
         trainer = Trainer.create(args.dataset.expanduser(), out_dir, config)
-    except (DatasetError, TransformsError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     result = trainer.fit(progress=not args.quiet)

@@ -81,10 +81,11 @@ import math
 import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from ..atomic import write_text_atomic
 
 TRANSFORMS_NAME = "transforms.json"
 SPLITS = ("train", "val", "test")
@@ -614,28 +615,10 @@ def _write_json_atomic(target: Path, document: dict[str, Any]) -> None:
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     # One matrix row or vector per line keeps the file readable.
     text = _NUMBER_LIST.sub(lambda match: "[" + ", ".join(re.split(r",\s*", match.group(1))) + "]", text)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        # mkstemp makes the file private (0600); a dataset file gets the usual permissions.
-        os.chmod(temporary, 0o666 & ~current_umask())
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, text)
 
 
 # --- image headers -----------------------------------------------------------------------------
-
-
-def current_umask() -> int:
-    """The process's file-creation mask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _png_info(stream: Any, path: Path) -> ImageInfo:

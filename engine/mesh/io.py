@@ -12,14 +12,12 @@ are Y-up by convention and Blender's importers turn them back, so those files st
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomic
 from .triangle_mesh import TriangleMesh
 
 SUFFIXES = (".ply", ".obj", ".glb")
@@ -41,23 +39,6 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 
 def _blender_to_y_up(vertices: np.ndarray) -> np.ndarray:
     return np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=1)
-
-
-def write_atomic(path: Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
-    """Call ``write(temporary_path)`` in ``path``'s folder, then move the result onto ``path``."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_mesh(mesh: TriangleMesh, path: Path, overwrite: bool = False) -> Path:

@@ -3,12 +3,12 @@ a half file where a good one stood); read with ``torch.load(weights_only=True)``
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..atomic import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -16,18 +16,7 @@ CHECKPOINT_FORMAT = 1
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     """Atomically write payload (tensors, numbers, strings, lists and dicts of them) to path."""
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            torch.save({"format": CHECKPOINT_FORMAT, **payload}, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(Path(path), lambda temporary: torch.save({"format": CHECKPOINT_FORMAT, **payload}, temporary))
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

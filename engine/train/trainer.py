@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import write_text_atomic
 from ..data.dataset import (
     Cameras,
     RadianceDataset,
@@ -475,12 +474,4 @@ def _progress_bar(trainer: Trainer, stats: StepStats) -> None:
 
 
 def _write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import struct
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.atomic import current_umask
 from engine.mesh.io import MeshFileError, read_ply, srgb_to_linear, write_mesh
 
 from .conftest import sphere_mesh
@@ -36,6 +38,8 @@ def test_writes_are_atomic_and_never_overwrite_silently(tmp_path: Path) -> None:
     write_mesh(MESH, path, overwrite=True)
     assert read_ply(path).n_faces == MESH.n_faces
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.ply"], "no temporary file may be left behind"
+    # A mesh is the user's file, not a private temporary: the usual permissions for the umask.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()
     with pytest.raises(ValueError, match=r"mesh\.stl.*\.ply, \.obj, \.glb"):
         write_mesh(MESH, tmp_path / "mesh.stl")
 

@@ -1,0 +1,52 @@
+"""Atomic file writes: a temporary name in the target's folder, flushed to disk, then ``os.replace``.
+
+A crash or a failed write never leaves a half file where a good one stood, and the finished file
+gets ordinary permissions (``mkstemp`` makes it private). Standard library only: the add-on, the
+engine and the scripts all write through here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, write: Callable[[Path], None], overwrite: bool = True) -> Path:
+    """Call ``write(temporary_path)`` in ``path``'s folder, then move the result onto ``path``.
+
+    The temporary file is ``.<name>.<random>.tmp``: a writer must not choose its format by suffix.
+    With ``overwrite=False`` an existing ``path`` is a ``FileExistsError`` and stays untouched.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} already exists; choose another name or allow overwriting")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    try:
+        write(Path(temporary))
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str, overwrite: bool = True) -> Path:
+    return write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), overwrite=overwrite)
+
+
+def write_bytes_atomic(path: Path, data: bytes, overwrite: bool = True) -> Path:
+    return write_atomic(path, lambda temporary: temporary.write_bytes(data), overwrite=overwrite)
