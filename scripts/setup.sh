@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the tests and the demo need; a second run takes seconds.
-#   .venv            Python 3.11: engine (torch 2.13.0 CPU, numpy<2, pymcubes, imageio), bpy 5.0.1, pytest, ruff, mypy
+#   .venv            Python 3.11: engine (engine/requirements.txt: torch 2.13.0 CPU, numpy<2, pymcubes, imageio,
+#                    scipy), bpy 5.0.1, pytest, ruff, mypy
 #   .venv-blender52  Python 3.13: bpy 5.2.3 LTS, the second Blender leg of the extension tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ find_python() {  # find_python 3.11 -> an interpreter of that minor version, or 
   return 1
 }
 
-make_venv() {  # make_venv DIR PYTHON_VERSION REQUIREMENTS...
+make_venv() {  # make_venv DIR PYTHON_VERSION REQUIREMENTS...  (every file named, none pulled in by -r:
+  #                                                 the stamp hashes exactly these, so any change reinstalls)
   local dir=$1 version=$2; shift 2
   local stamp="$dir/.fieldwork-stamp" want
   want=$(cat "$@" | sha256sum | cut -d' ' -f1)
@@ -37,7 +39,7 @@ make_venv() {  # make_venv DIR PYTHON_VERSION REQUIREMENTS...
   echo "$want" > "$stamp"
 }
 
-make_venv .venv 3.11 scripts/requirements-dev.txt
+make_venv .venv 3.11 engine/requirements.txt scripts/requirements-dev.txt
 # The Blender 5.2 leg is optional here: without Python 3.13 the tests that need it skip and say why.
 
 make_venv .venv-blender52 3.13 scripts/requirements-blender52.txt || echo "setup: WARNING: Blender 5.2 leg unavailable (needs Python 3.13)" >&2
