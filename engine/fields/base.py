@@ -58,8 +58,9 @@ class RadianceModel(nn.Module, ABC):
         """(n, 3) unit-cube points -> (n,) volume density per unit-cube length."""
 
     @abstractmethod
-    def color(self, points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """(n, 3) points and (n, 3) unit viewing directions -> (n, 3) colour in 0..1."""
+    def radiance(self, points: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3) points and (n, 3) unit viewing directions -> (n,) density and (n, 3) colour in 0..1, from
+        one pass through the field."""
 
     @abstractmethod
     def parameter_groups(self) -> list[ParameterGroup]:

@@ -88,8 +88,8 @@ class NerfModel(RadianceModel):
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self.fine.density(points)
 
-    def color(self, points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return self.fine(points, directions)[1]
+    def radiance(self, points: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fine(points, directions)
 
     def parameter_groups(self) -> list[ParameterGroup]:
         return [ParameterGroup(list(self.parameters()), self.config.learning_rate, self.config.final_learning_rate)]

@@ -124,8 +124,8 @@ class NgpModel(RadianceModel):
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self.field.density(points)
 
-    def color(self, points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        return self.field(points, directions)[1]
+    def radiance(self, points: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.field(points, directions)
 
     def before_step(self, step: int, generator: torch.Generator | None) -> None:
         if step % self.config.occupancy_update_every == 0:

@@ -47,8 +47,9 @@ class ColourSource(enum.Enum):
     VIEWS = "views"  # the training images that see each vertex (the field where none does)
 
 
-# Which scalar each trainer field preset exposes. A new field kind adds its entry here.
-FIELD_KINDS: dict[str, FieldKind] = {"ngp": FieldKind.DENSITY, "nerf": FieldKind.DENSITY}
+# Trainer fields whose scalar is volume density, extracted by extract_radiance_mesh. A signed-distance
+# or occupancy field would come with its own path (levels.py already reads their levels).
+RADIANCE_FIELDS = ("ngp", "nerf")
 
 # Points per batch on a CPU: large enough to amortise Python overhead, small enough to stay in cache.
 CPU_BATCH_POINTS = 1 << 17
@@ -152,7 +153,9 @@ class RadianceField(Protocol):
 
     def query_density(self, points_world: np.ndarray) -> np.ndarray: ...  # (n, 3) -> (n,)
 
-    def query_color(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> np.ndarray: ...  # -> (n, 3)
+    def query_radiance(  # -> (n,) density, (n, 3) colour
+        self, points_world: np.ndarray, view_dirs_world: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def sample_field(
@@ -221,9 +224,9 @@ def extract_radiance_mesh(
         raise ValueError(f"clean-up removed every face of {what}'s mesh: loosen min_component_size")
     if settings.colour and settings.colour_from is ColourSource.FIELD:
         colours = colours_along_normals(
-            mesh,
-            field_queries.query_density,
-            field_queries.query_color,
+            mesh.vertices,
+            mesh.vertex_normals(),
+            field_queries.query_radiance,
             depth=2.0 * sampled.grid.cell_size,
             batch_points=batch_points,
         )
@@ -254,9 +257,8 @@ def points_per_batch(device: torch.device) -> int:
 def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> MeshResult:
     """Mesh of a trained field (``Trainer``) in world units, not written. See :func:`extract_to_file`."""
     field_name = trainer.config.field
-    kind = FIELD_KINDS.get(field_name)
-    if kind is None:
-        raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {sorted(FIELD_KINDS)}")
+    if field_name not in RADIANCE_FIELDS:
+        raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {list(RADIANCE_FIELDS)}")
     box = trainer.scene_box
     batch_points = settings.batch_points or points_per_batch(trainer.device)
     cameras: list[Frame] = []
@@ -313,10 +315,14 @@ def colours_from_training_views(
     """(n_vertices, 3) sRGB colours from the training images; the field colours what no image sees."""
     colours, seen = colours_from_views(mesh, training_views(trainer), depth_tolerance=2.0 * cell_size)
     if not seen.all():
-        from_field = colours_along_normals(
-            mesh, trainer.query_density, trainer.query_color, depth=2.0 * cell_size, batch_points=batch_points
+        unseen = ~seen
+        colours[unseen] = colours_along_normals(
+            mesh.vertices[unseen],
+            mesh.vertex_normals()[unseen],
+            trainer.query_radiance,
+            depth=2.0 * cell_size,
+            batch_points=batch_points,
         )
-        colours[~seen] = from_field[~seen]
     return linear_to_srgb(colours).astype(np.float32) if trainer.color_space == "linear" else colours
 
 

@@ -33,6 +33,7 @@ import torch
 from scipy import ndimage
 
 from ..data.transforms import Frame
+from ..render.samplers import ray_box_intersection
 from .grid import SampledGrid
 
 # Cells along the longest side of the lattice that rays march through. Coarser is faster (the work
@@ -210,10 +211,7 @@ def _mark_seen(
     seen_flat: torch.Tensor,
 ) -> None:
     """March rays from ``origin`` through the lattice's box; mark the cells before each ray's first inside cell."""
-    safe = torch.where(directions.abs() < 1e-9, torch.full_like(directions, 1e-9), directions)
-    t_low, t_high = (low - origin) / safe, (high - origin) / safe
-    t_near = torch.minimum(t_low, t_high).amax(dim=-1).clamp(min=0.0)
-    t_far = torch.maximum(t_low, t_high).amin(dim=-1)
+    t_near, t_far = ray_box_intersection(origin.expand_as(directions), directions, low, high)
     crosses = t_far > t_near
     if not crosses.any():
         return

@@ -26,10 +26,14 @@ class RaySamples:
 
 
 def ray_box_intersection(
-    origins: torch.Tensor, directions: torch.Tensor, box_min: float = 0.0, box_max: float = 1.0
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    box_min: float | torch.Tensor = 0.0,
+    box_max: float | torch.Tensor = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slab test against an axis-aligned cube. Returns t_near, t_far (n_rays,), with t_near >= 0 (the box
-    is only seen in front of the camera) and t_far = t_near where the ray misses the box."""
+    """Slab test against an axis-aligned box (a cube for float bounds, (3,) tensors for any box).
+    Returns t_near, t_far (n_rays,), with t_near >= 0 (the box is only seen in front of the camera) and
+    t_far = t_near where the ray misses the box."""
     safe_directions = torch.where(directions.abs() < 1e-9, torch.full_like(directions, 1e-9), directions)
     t_low = (box_min - origins) / safe_directions
     t_high = (box_max - origins) / safe_directions

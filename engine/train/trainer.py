@@ -390,20 +390,25 @@ class Trainer:
         return (torch.where(inside, densities, 0.0) / self.normalization.size).cpu().numpy()
 
     @torch.no_grad()
-    def query_color(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> np.ndarray:
-        """(n, 3) world points and (n, 3) viewing directions (any length) -> (n, 3) colour 0..1."""
-        points = self._points_to_unit(points_world).clamp(0.0, 1.0)
+    def query_radiance(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 3) world points and (n, 3) viewing directions (any length) -> (n,) density per world unit (0
+        outside the scene box's cube) and (n, 3) colour 0..1, from one pass through the field."""
+        points = self._points_to_unit(points_world)
+        inside = ((points >= 0.0) & (points <= 1.0)).all(dim=-1)
         directions = torch.as_tensor(np.asarray(view_dirs_world, dtype=np.float32), device=self.device)
         if directions.shape != points.shape:
             raise ValueError(f"view_dirs_world must be (n, 3) like the points, got {tuple(directions.shape)}")
         directions = directions / directions.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        densities = torch.zeros(points.shape[0], device=self.device)
         colours = torch.zeros_like(points)
         self.model.eval()
         for start in range(0, points.shape[0], self.config.render_chunk_rays * 16):
             chunk = slice(start, start + self.config.render_chunk_rays * 16)
             with self._autocast():
-                colours[chunk] = self.model.color(points[chunk], directions[chunk]).float()
-        return colours.cpu().numpy()
+                density, colour = self.model.radiance(points[chunk].clamp(0.0, 1.0), directions[chunk])
+            densities[chunk], colours[chunk] = density.float().reshape(-1), colour.float()
+        densities = torch.where(inside, densities, 0.0) / self.normalization.size
+        return densities.cpu().numpy(), colours.cpu().numpy()
 
     # -- checkpoints -----------------------------------------------------------------------------
 

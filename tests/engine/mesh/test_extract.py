@@ -28,17 +28,13 @@ class FoggySphere:
 
     peak, sharpness = 200.0, 40.0
 
-    def __init__(self) -> None:
-        self.density_queries = 0
-
     def query_density(self, points_world: np.ndarray) -> np.ndarray:
-        self.density_queries += len(points_world)
         return self.peak / (1.0 + np.exp(np.clip(self.sharpness * SPHERE.signed_distance(points_world), -50, 50)))
 
-    def query_color(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> np.ndarray:
+    def query_radiance(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert np.allclose(np.linalg.norm(view_dirs_world, axis=1), 1.0, atol=1e-5)
         red = np.clip((points_world[:, 0] - 2.5) / 1.2, 0.0, 1.0)
-        return np.stack([red, 1.0 - red, np.full_like(red, 0.5)], axis=1)
+        return self.query_density(points_world), np.stack([red, 1.0 - red, np.full_like(red, 0.5)], axis=1)
 
     def level_radius(self, threshold: float) -> float:
         return SPHERE.radius - math.log(threshold / (self.peak - threshold)) / self.sharpness

@@ -65,10 +65,12 @@ def test_ngp_training_raises_held_out_psnr_above_a_floor(sphere_dataset: Path, t
     assert records[-1]["event"] == "eval" and records[-1]["step"] == 150
 
     # world-space queries: dense inside the sphere (radius 0.5), nothing outside the box's cube
-    density = trainer.query_density(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+    points = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    density = trainer.query_density(points)
     assert density[0] > 10.0 and density[1] == 0.0
-    colour = trainer.query_color(np.array([[0.49, 0.0, 0.0]]), np.array([[-1.0, 0.0, 0.0]]))
-    assert colour.shape == (1, 3) and np.all((colour >= 0) & (colour <= 1))
+    with_colour, colour = trainer.query_radiance(points, np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -2.0]]))
+    np.testing.assert_allclose(with_colour, density, rtol=1e-5)
+    assert colour.shape == (2, 3) and np.all((colour >= 0) & (colour <= 1))
 
     # depth comes back in world units along the viewing axis: the sphere's front is 2.2 - 0.5 = 1.7 away, its
     # centre 2.2 (after so few steps the density is still spread through the sphere's inside)
