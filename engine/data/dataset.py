@@ -79,19 +79,43 @@ class WorldRays:
 
 
 def pixel_rays(cameras: Cameras, camera_index: torch.Tensor, pixel_x: torch.Tensor, pixel_y: torch.Tensor) -> WorldRays:
-    """Rays through pixel centres: pixel (column i, row j) is at (i + 0.5, j + 0.5); rows grow downwards,
-    so image y points along camera -Y. camera_index, pixel_x, pixel_y: (n,) integer tensors."""
+    """Rays through pixel centres: pixel (column i, row j) is at (i + 0.5, j + 0.5).
+    camera_index, pixel_x, pixel_y: (n,) integer tensors."""
+    return image_rays(cameras, camera_index, pixel_x.float() + 0.5, pixel_y.float() + 0.5)
+
+
+def image_rays(cameras: Cameras, camera_index: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> WorldRays:
+    """Rays through image points (x, y) in pixels, (0, 0) the top-left corner; rows grow downwards, so
+    image y points along camera -Y. camera_index: (n,) integers; x, y: (n,) floats."""
     focal = cameras.focal[camera_index]
     principal = cameras.principal[camera_index]
-    x = (pixel_x.float() + 0.5 - principal[:, 0]) / focal[:, 0]
-    y = -(pixel_y.float() + 0.5 - principal[:, 1]) / focal[:, 1]
-    camera_directions = torch.stack([x, y, -torch.ones_like(x)], dim=-1)
+    camera_x = (x - principal[:, 0]) / focal[:, 0]
+    camera_y = -(y - principal[:, 1]) / focal[:, 1]
+    camera_directions = torch.stack([camera_x, camera_y, -torch.ones_like(camera_x)], dim=-1)
     camera_to_world = cameras.camera_to_world[camera_index]
-    # columns of the rotation normalised: a scaled Blender camera object must not stretch its rays
-    rotation = camera_to_world[:, :3, :3]
-    rotation = rotation / rotation.norm(dim=1, keepdim=True)
+    rotation = camera_rotation(camera_to_world)
     directions = (rotation @ camera_directions[..., None]).squeeze(-1)
     return WorldRays(origins=camera_to_world[:, :3, 3], directions=directions)
+
+
+def camera_rotation(camera_to_world: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 4) -> (..., 3, 3) rotation with unit columns: a scaled Blender camera object must not
+    stretch its rays."""
+    rotation = camera_to_world[..., :3, :3]
+    return rotation / rotation.norm(dim=-2, keepdim=True)
+
+
+def project_points(
+    cameras: Cameras, index: int, points: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World points (n, 3) -> image x, y in pixels (as image_rays takes them) and depth along camera
+    ``index``'s viewing axis, (n,) each; depth <= 0 is behind the camera."""
+    camera_to_world = cameras.camera_to_world[index]
+    local = (points - camera_to_world[:3, 3]) @ camera_rotation(camera_to_world)
+    depth = -local[:, 2]
+    safe_depth = depth.clamp(min=1e-6)
+    focal, principal = cameras.focal[index], cameras.principal[index]
+    return principal[0] + focal[0] * local[:, 0] / safe_depth, principal[1] - focal[1] * local[:, 1] / safe_depth, depth
 
 
 def background_colors(kind: str, n_rays: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:

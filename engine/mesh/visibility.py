@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..data.dataset import Cameras, WorldRays, image_rays, project_points
 from ..data.transforms import Frame
 from ..render.samplers import ray_box_intersection
 from .grid import SampledGrid
@@ -82,8 +83,10 @@ def fill_unseen(
     device = torch.device(device)
     coarse_inside = _coarse_inside(inside, stride, coarse_cells, device)
     coarse_cell = grid.cell_size * stride
-    coarse_seen, n_rays = _march(coarse_inside, grid.origin, coarse_cell, frames, device)
-    coarse_in_view = _in_some_view(coarse_inside.shape, grid.origin, coarse_cell, frames, device)
+    camera_to_world = torch.tensor([frame.camera_to_world for frame in frames], dtype=torch.float32, device=device)
+    cameras = Cameras.from_intrinsics(camera_to_world, [frame.intrinsics for frame in frames])
+    coarse_seen, n_rays = _march(coarse_inside, grid.origin, coarse_cell, cameras, frames)
+    coarse_in_view = _in_some_view(coarse_inside.shape, grid.origin, coarse_cell, cameras, frames)
 
     # A lattice point takes the coarse cell it starts (points on the far faces belong to the last cell).
     index = np.ix_(
@@ -117,9 +120,10 @@ def _coarse_inside(
 
 
 def _march(
-    coarse_inside: torch.Tensor, origin: np.ndarray, cell: float, frames: Sequence[Frame], device: torch.device
+    coarse_inside: torch.Tensor, origin: np.ndarray, cell: float, cameras: Cameras, frames: Sequence[Frame]
 ) -> tuple[torch.Tensor, int]:
     """(coarse cells) bool seen: cells some ray from ``frames`` crosses before its first inside cell."""
+    device = coarse_inside.device
     shape = torch.tensor(coarse_inside.shape, device=device)
     strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=device)
     inside_flat = coarse_inside.reshape(-1)
@@ -128,53 +132,47 @@ def _march(
     high = low + shape.float() * cell
     step = cell / SAMPLES_PER_CELL
     n_rays = 0
-    for frame in frames:
-        origins, directions = _frame_rays(frame, low, high, cell)
-        for start in range(0, len(directions), RAYS_PER_CHUNK):
-            chunk = directions[start : start + RAYS_PER_CHUNK]
-            n_rays += len(chunk)
-            _mark_seen(origins, chunk, low, high, cell, step, shape, strides, inside_flat, seen_flat)
+    for index, frame in enumerate(frames):
+        rays = _frame_rays(cameras, index, frame, low, high, cell)
+        for start in range(0, len(rays.origins), RAYS_PER_CHUNK):
+            chunk = slice(start, start + RAYS_PER_CHUNK)
+            n_rays += len(rays.origins[chunk])
+            _mark_seen(
+                rays.origins[chunk],
+                rays.directions[chunk],
+                low,
+                high,
+                cell,
+                step,
+                shape,
+                strides,
+                inside_flat,
+                seen_flat,
+            )
     return seen_flat.reshape(coarse_inside.shape), n_rays
 
 
 def _in_some_view(
-    shape: tuple[int, ...], origin: np.ndarray, cell: float, frames: Sequence[Frame], device: torch.device
+    shape: tuple[int, ...], origin: np.ndarray, cell: float, cameras: Cameras, frames: Sequence[Frame]
 ) -> torch.Tensor:
     """(shape) bool: cells whose centre is in front of some camera and inside its image."""
+    device = cameras.camera_to_world.device
     axes = [torch.arange(size, device=device, dtype=torch.float32) for size in shape]
     centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
     centres = torch.tensor(origin, dtype=torch.float32, device=device) + (centres + 0.5) * cell
     in_view = torch.zeros(len(centres), dtype=torch.bool, device=device)
-    for frame in frames:
-        column, row, depth = _project(centres, frame)
+    for index, frame in enumerate(frames):
+        x, y, depth = project_points(cameras, index, centres)
         k = frame.intrinsics
-        in_view |= (depth > 0) & (column >= 0) & (column <= k.width) & (row >= 0) & (row <= k.height)
+        in_view |= (depth > 0) & (x >= 0) & (x <= k.width) & (y >= 0) & (y <= k.height)
     return in_view.reshape(shape)
 
 
-def _camera_pose(frame: Frame, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The camera's position (3,) and rotation (3, 3) with unit columns (a scaled camera object must not
-    stretch its rays)."""
-    camera_to_world = torch.tensor(frame.camera_to_world, dtype=torch.float32, device=device)
-    rotation = camera_to_world[:3, :3]
-    return camera_to_world[:3, 3], rotation / rotation.norm(dim=0, keepdim=True)
-
-
-def _project(points: torch.Tensor, frame: Frame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """World points (n, 3) -> pixel column, row and depth along the viewing axis (n,) each; the camera
-    looks down -Z with +Y up, and rows grow downwards."""
-    position, rotation = _camera_pose(frame, points.device)
-    local = (points - position) @ rotation
-    depth = -local[:, 2]
-    safe_depth = depth.clamp(min=1e-6)
-    k = frame.intrinsics
-    return k.cx + k.fl_x * local[:, 0] / safe_depth, k.cy - k.fl_y * local[:, 1] / safe_depth, depth
-
-
-def _frame_rays(frame: Frame, low: torch.Tensor, high: torch.Tensor, cell: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The camera's position (3,) and unit ray directions (n, 3) through the part of its image the box
-    covers, neighbouring rays at most ``cell`` apart anywhere in the box."""
-    position, rotation = _camera_pose(frame, low.device)
+def _frame_rays(
+    cameras: Cameras, index: int, frame: Frame, low: torch.Tensor, high: torch.Tensor, cell: float
+) -> WorldRays:
+    """Rays of camera ``index`` (unit directions) through the part of its image the box covers,
+    neighbouring rays at most ``cell`` apart anywhere in the box."""
     k = frame.intrinsics
     corners = torch.stack(
         [
@@ -182,24 +180,26 @@ def _frame_rays(frame: Frame, low: torch.Tensor, high: torch.Tensor, cell: float
             for bits in itertools.product((False, True), repeat=3)
         ]
     )
+    position = cameras.camera_to_world[index, :3, 3]
     farthest = float(torch.linalg.norm(corners - position, dim=-1).max())
     pitch = cell * min(k.fl_x, k.fl_y) / max(farthest, 1e-6)  # pixels between rays
-    first_column, end_column, first_row, end_row = 0.0, float(k.width), 0.0, float(k.height)
-    column, row, depth = _project(corners, frame)
+    first_x, end_x, first_y, end_y = 0.0, float(k.width), 0.0, float(k.height)
+    x, y, depth = project_points(cameras, index, corners)
     if bool((depth > 0).all()):  # the box is in front of the camera: only its image rectangle
-        first_column, end_column = max(first_column, float(column.min())), min(end_column, float(column.max()))
-        first_row, end_row = max(first_row, float(row.min())), min(end_row, float(row.max()))
-    columns = torch.arange(first_column + 0.5 * pitch, end_column, pitch, device=low.device)
-    rows = torch.arange(first_row + 0.5 * pitch, end_row, pitch, device=low.device)
-    y, x = torch.meshgrid(rows, columns, indexing="ij")
-    x, y = x.reshape(-1), y.reshape(-1)
-    camera_directions = torch.stack([(x - k.cx) / k.fl_x, -(y - k.cy) / k.fl_y, -torch.ones_like(x)], dim=-1)
-    directions = camera_directions @ rotation.T
-    return position, directions / directions.norm(dim=-1, keepdim=True)
+        first_x, end_x = max(first_x, float(x.min())), min(end_x, float(x.max()))
+        first_y, end_y = max(first_y, float(y.min())), min(end_y, float(y.max()))
+    rows, columns = torch.meshgrid(
+        torch.arange(first_y + 0.5 * pitch, end_y, pitch, device=low.device),
+        torch.arange(first_x + 0.5 * pitch, end_x, pitch, device=low.device),
+        indexing="ij",
+    )
+    camera_index = torch.full((rows.numel(),), index, device=low.device)
+    rays = image_rays(cameras, camera_index, columns.reshape(-1), rows.reshape(-1))
+    return WorldRays(rays.origins, rays.directions / rays.directions.norm(dim=-1, keepdim=True))
 
 
 def _mark_seen(
-    origin: torch.Tensor,
+    origins: torch.Tensor,
     directions: torch.Tensor,
     low: torch.Tensor,
     high: torch.Tensor,
@@ -210,16 +210,16 @@ def _mark_seen(
     inside_flat: torch.Tensor,
     seen_flat: torch.Tensor,
 ) -> None:
-    """March rays from ``origin`` through the lattice's box; mark the cells before each ray's first inside cell."""
-    t_near, t_far = ray_box_intersection(origin.expand_as(directions), directions, low, high)
+    """March rays through the lattice's box; mark the cells before each ray's first inside cell."""
+    t_near, t_far = ray_box_intersection(origins, directions, low, high)
     crosses = t_far > t_near
     if not crosses.any():
         return
-    directions, t_near, t_far = directions[crosses], t_near[crosses], t_far[crosses]
+    origins, directions, t_near, t_far = origins[crosses], directions[crosses], t_near[crosses], t_far[crosses]
     n_samples = int(((t_far - t_near).max() / step).ceil()) + 1
     t = t_near[:, None] + step * torch.arange(n_samples, device=directions.device, dtype=torch.float32)[None]
     in_box = t <= t_far[:, None]
-    cells = ((origin + t[..., None] * directions[:, None] - low) / cell).floor().long()
+    cells = ((origins[:, None] + t[..., None] * directions[:, None] - low) / cell).floor().long()
     cells = torch.minimum(cells.clamp(min=0), shape - 1)
     flat = (cells * strides).sum(dim=-1)
     hits = inside_flat[flat] & in_box
