@@ -40,7 +40,7 @@ MAGIC = b"FW"
 _HEADER = struct.Struct(">2sII")
 HEADER_SIZE = _HEADER.size
 MAX_HEADER_BYTES = 1 << 20  # JSON headers are small; a larger one is garbage
-MAX_PAYLOAD_BYTES = 1 << 28  # 256 MiB: an 8K RGBA float frame fits, a corrupt prefix does not
+MAX_PAYLOAD_BYTES = 1 << 28  # 256 MiB: an 8K RGBA uint8 frame (133 MB) fits, a corrupt prefix does not
 
 
 class ProtocolError(Exception):
@@ -377,13 +377,8 @@ class FrameDecoder:
     and :class:`MessageError` for one invalid message, which is skipped: call it again.
     """
 
-    def __init__(self, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+    def __init__(self) -> None:
         self._buffer = bytearray()
-        self._max_payload = max_payload_bytes
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._buffer)
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -397,8 +392,8 @@ class FrameDecoder:
             raise FramingError(f"bad frame magic {bytes(magic)!r} (expected {MAGIC!r}): stream is garbage")
         if header_length == 0 or header_length > MAX_HEADER_BYTES:
             raise FramingError(f"frame header length {header_length} outside 1..{MAX_HEADER_BYTES}")
-        if payload_length > self._max_payload:
-            raise FramingError(f"frame payload length {payload_length} over the limit {self._max_payload}")
+        if payload_length > MAX_PAYLOAD_BYTES:
+            raise FramingError(f"frame payload length {payload_length} over the limit {MAX_PAYLOAD_BYTES}")
         total = HEADER_SIZE + header_length + payload_length
         if len(self._buffer) < total:
             return None
@@ -416,41 +411,6 @@ class FrameDecoder:
         """Call when the stream ended: a partial frame left over is an error."""
         if self._buffer:
             raise FramingError(f"stream ended inside a frame ({len(self._buffer)} bytes of an incomplete message)")
-
-
-def read_message(stream: Any) -> Message | None:
-    """Blocking read of exactly one message from a binary file object; ``None`` at a clean EOF.
-
-    For pipes and files that deliver bytes on demand (``read`` of exact sizes). A stream
-    that ends inside a frame raises :class:`FramingError`.
-    """
-    header = _read_exactly(stream, HEADER_SIZE)
-    if header is None:
-        return None
-    decoder = FrameDecoder()
-    decoder.feed(header)
-    _, header_length, payload_length = _HEADER.unpack(header)
-    if header_length <= MAX_HEADER_BYTES and payload_length <= MAX_PAYLOAD_BYTES:
-        body = _read_exactly(stream, header_length + payload_length)
-        if body is None:
-            raise FramingError("stream ended inside a frame (header read, body missing)")
-        decoder.feed(body)
-    message = decoder.next_message()  # raises for a bad prefix before reading a huge body
-    if message is None:  # pragma: no cover - a complete frame was fed
-        raise FramingError("incomplete frame")
-    return message
-
-
-def _read_exactly(stream: Any, size: int) -> bytes | None:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = stream.read(size - len(chunks))
-        if not chunk:
-            if not chunks:
-                return None
-            raise FramingError(f"stream ended inside a frame ({len(chunks)} of {size} bytes)")
-        chunks += chunk
-    return bytes(chunks)
 
 
 def check_version(peer_version: int, peer_name: str) -> None:

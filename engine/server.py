@@ -330,7 +330,6 @@ class Session:
         self.writer = writer
         self.inbox = inbox
         self.trainer: Any = None
-        self.train_command: protocol.Train | None = None
         self.training = False
         self.paused = False
         self.running = True
@@ -476,7 +475,6 @@ class Session:
 
         LOG.info("training %s on %s into %s", command.field, dataset, out_dir)
         self.trainer = Trainer.create(dataset, out_dir, config)
-        self.train_command = command
         self.streaming_previews = command.preview_every_s > 0
         self.scheduler = PreviewScheduler(
             min_interval_s=max(0.05, command.preview_every_s), max_side=max(16, command.preview_max_side)
@@ -560,10 +558,9 @@ class Session:
             self._send_preview()
 
     def _progress(self, stats: Any) -> protocol.Progress:
-        total = self.train_command.steps if self.train_command else 0
-        remaining_steps = max(0, total - stats.step)
-        remaining_s = remaining_steps * self.clock.seconds_per_step
-        minutes = self.train_command.minutes if self.train_command else 0.0
+        # The trainer's own budget: Train.settings may override the command's steps and minutes.
+        total, minutes = self.trainer.config.steps, self.trainer.config.minutes
+        remaining_s = max(0, total - stats.step) * self.clock.seconds_per_step
         elapsed = time.perf_counter() - self.clock.started
         if minutes > 0:
             remaining_s = min(remaining_s, max(0.0, minutes * 60.0 - elapsed))
@@ -693,11 +690,8 @@ def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def _json_metrics(metrics: Any) -> dict[str, Any]:
-    if metrics is None:
-        return {}
-    items = metrics.items() if isinstance(metrics, dict) else vars(metrics).items()
-    return {name: _finite(value) for name, value in items if isinstance(value, int | float)}
+def _json_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {name: _finite(value) for name, value in metrics.items() if isinstance(value, int | float)}
 
 
 # --------------------------------------------------------------------------- entry point

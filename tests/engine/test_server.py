@@ -348,10 +348,13 @@ def test_extract_after_training_writes_the_mesh_and_names_bad_settings(tiny_data
     engine = EngineProcess()
     try:
         handshake(engine)
-        engine.send(
-            protocol.Train(dataset=str(tiny_dataset), out_dir=str(tmp_path / "run"), steps=400, settings=FAST_SETTINGS)
-        )
-        assert next_of(engine, protocol.Done, timeout=300).reason == "finished"
+        # settings may override the command's step budget: progress reports the budget the trainer runs.
+        settings = {**FAST_SETTINGS, "steps": 400}
+        run_dir = tmp_path / "run"
+        engine.send(protocol.Train(dataset=str(tiny_dataset), out_dir=str(run_dir), steps=5, settings=settings))
+        assert next_of(engine, protocol.Progress).total_steps == 400
+        done = next_of(engine, protocol.Done, timeout=300)
+        assert (done.reason, done.step) == ("finished", 400)
 
         mesh_path = tmp_path / "mesh.ply"
         engine.send(protocol.Extract(out_path=str(mesh_path), resolution=32, settings={"colour": False}))
