@@ -1,4 +1,4 @@
-"""Positional (Fourier) encoding of NeRF: gamma(x) = (x, sin(2^0 pi x), cos(2^0 pi x), ..., cos(2^(L-1) pi x))."""
+"""Positional (Fourier) encoding of NeRF: gamma(x) = (x, sin(2^k pi x) for k < L, cos(2^k pi x) for k < L)."""
 
 from __future__ import annotations
 

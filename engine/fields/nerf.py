@@ -21,9 +21,10 @@ class NerfMLP(nn.Module):
 
     def __init__(self, config: NerfConfig) -> None:
         super().__init__()
-        if config.hidden_layers < 1 or not 0 <= config.skip_layer < config.hidden_layers:
+        # The skip concatenates after layer skip_layer, so a later layer must take it.
+        if config.hidden_layers < 2 or not 0 <= config.skip_layer < config.hidden_layers - 1:
             raise ValueError(
-                f"need 0 <= skip_layer < hidden_layers, got skip_layer {config.skip_layer}, "
+                f"need 0 <= skip_layer < hidden_layers - 1, got skip_layer {config.skip_layer}, "
                 f"hidden_layers {config.hidden_layers}"
             )
         width = config.hidden_width

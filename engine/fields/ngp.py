@@ -64,7 +64,7 @@ class NgpField(nn.Module):
             nn.Linear(width, 3),
         )
         # The hash lookup is many small elementwise ops on (n, levels, 8) tensors: compiled, they fuse into
-        # one loop (several times faster on CPU). The MLPs are plain matmuls and gain nothing.
+        # one loop (see build_model for when that pays). The MLPs are plain matmuls and gain nothing.
         # A compiled bound method, not a compiled module: the state dict stays the same with or without it.
         self._encode: Any = torch.compile(self.encoding.forward, dynamic=True) if compile_encoding else self.encoding
 

@@ -122,9 +122,8 @@ def march_samples(
         offsets = torch.full((n_rays, 1), 0.5, device=t_near.device)
     t = t_near[:, None] + (torch.arange(n_steps, device=t_near.device) + offsets) * step_size
     valid = t < t_far[:, None]
-    edges = torch.cat([t - 0.5 * step_size, t[:, -1:] + 0.5 * step_size], dim=-1)
     deltas = torch.full_like(t, step_size)
-    return RaySamples(t=t, edges=edges, deltas=deltas, valid=valid)
+    return RaySamples(t=t, deltas=deltas, valid=valid)
 
 
 def compact_samples(samples: RaySamples) -> RaySamples:

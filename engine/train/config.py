@@ -21,7 +21,7 @@ class NerfConfig:
     direction_frequencies: int = 4
     hidden_width: int = 256
     hidden_layers: int = 8
-    skip_layer: int = 4  # the input is concatenated again before this layer
+    skip_layer: int = 4  # the input is concatenated again after this layer (0-based)
     coarse_samples: int = 64
     fine_samples: int = 128
     learning_rate: float = 5e-4

@@ -22,8 +22,7 @@ from engine.data.transforms import (
     read_transforms,
     write_transforms,
 )
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.conftest import REPO
 
 # A camera 4 units out on -Y looking at the origin, +Z up: a typical Blender pose.
 LOOK_AT_ORIGIN = [

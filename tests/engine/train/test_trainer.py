@@ -141,7 +141,6 @@ def test_resume_gives_the_same_parameters(sphere_dataset: Path, tmp_path: Path) 
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
 
-    reloaded = Trainer.from_run(tmp_path / "resumed")
     resumed.save_checkpoint()
     reloaded = Trainer.from_run(tmp_path / "resumed")
     assert reloaded.step == 6
@@ -176,6 +175,9 @@ def test_nerf_is_the_papers_network() -> None:
     assert [layer.in_features for layer in trunk[1:]] == [256, 256, 256, 256, 256 + 63, 256, 256]
     assert model.coarse.colour_layer.in_features == 256 + 27 and model.coarse.colour_layer.out_features == 128
     assert model.coarse is not model.fine
+    # A skip after the last layer would leave nothing to take the wider input.
+    with pytest.raises(ValueError, match="skip_layer < hidden_layers - 1, got skip_layer 2"):
+        NerfModel(NerfConfig(hidden_layers=3, skip_layer=2))
 
 
 def test_bad_config_values_are_named() -> None:
