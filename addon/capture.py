@@ -388,12 +388,7 @@ def _render_images(
             bpy.data.images["Render Result"].save_render(filepath=str(target), scene=scene)
             if not target.is_file():
                 raise CaptureError(f"camera {camera.name!r}: the render was not written to {target}")
-            written = read_image_info(target)
-            if (written.width, written.height) != (frame.intrinsics.width, frame.intrinsics.height):
-                raise CaptureError(
-                    f"camera {camera.name!r}: the render is {written.width}x{written.height} but its intrinsics say "
-                    f"{frame.intrinsics.width}x{frame.intrinsics.height}"
-                )
+            _checked_image_info(target, frame.intrinsics, f"camera {camera.name!r}", "its intrinsics say")
         if progress is not None:
             progress(len(frames), len(frames))
     finally:

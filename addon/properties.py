@@ -10,6 +10,19 @@ FIELD_ITEMS = [
     ("nerf", "NeRF", "Positional-encoding MLP with hierarchical sampling: slow, faithful to the paper"),
 ]
 
+# Extract settings the panel keeps per scene and the Extract operator takes: declared once, used by both.
+MESH_RESOLUTION = IntProperty(
+    name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
+)
+MESH_FILL_UNSEEN = BoolProperty(
+    name="Fill Unseen Space",
+    description="Make solid the space behind surfaces that no training camera sees, so the mesh has no inner walls",
+    default=True,
+)
+MESH_REPLACE_PREVIOUS = BoolProperty(
+    name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
+)
+
 
 class FieldworkCaptureSettings(bpy.types.PropertyGroup):
     """Which cameras and images become a dataset (``scene.fieldwork.capture``)."""
@@ -108,17 +121,9 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         description="The training run to extract a mesh from (empty: <Output Folder>/run, where Train writes)",
         subtype="DIR_PATH",
     )
-    mesh_resolution: IntProperty(  # type: ignore[valid-type]
-        name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
-    )
-    mesh_fill_unseen: BoolProperty(  # type: ignore[valid-type]
-        name="Fill Unseen Space",
-        description="Make solid the space behind surfaces that no training camera sees, so the mesh has no inner walls",
-        default=True,
-    )
-    mesh_replace_previous: BoolProperty(  # type: ignore[valid-type]
-        name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
-    )
+    mesh_resolution: MESH_RESOLUTION  # type: ignore[valid-type]
+    mesh_fill_unseen: MESH_FILL_UNSEEN  # type: ignore[valid-type]
+    mesh_replace_previous: MESH_REPLACE_PREVIOUS  # type: ignore[valid-type]
 
 
 _CLASSES = (FieldworkCaptureSettings, FieldworkSceneSettings)

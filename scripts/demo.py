@@ -55,14 +55,14 @@ class DemoScene:
     samples: int
 
 
-# 64 px views: on 2 CPU cores the trainer manages a few hundred rays per second (measured 240 rays/s at
-# 512 rays per step under load), so smaller images and batches buy more steps within the time budget.
+# 64 px views and 512-ray steps: on 2 CPU cores with one torch thread (engine_threads) the demo trained
+# 3000 steps in 256 s (about 6,000 rays/s, 2026-11-21), so the step cap ends training inside the budget.
 FULL_SCENE = DemoScene(camera_count=40, resolution=64, samples=16)
 QUICK_SCENE = DemoScene(camera_count=8, resolution=32, samples=4)
 # The full run fits in 10 minutes on 2 CPU cores: training gets a time budget, the step count caps it on a GPU.
 # No torch.compile by default: on a CPU its warm-up takes minutes of that budget (--compile auto to allow it).
-# Previews take at most 8% of the time; a preview every 15 s may take 1.2 s, which buys the full 64 px
-# on a slow CPU (every 2 s they shrank to 16 px).
+# Previews take at most 5% of the engine's time (PreviewScheduler), so one every 15 s may take 0.75 s;
+# asked for more often, they shrink to stay within that share.
 FULL_SETTINGS = pipeline.PipelineSettings(
     steps=3000,
     minutes=6.0,
@@ -224,7 +224,7 @@ def main(argv: list[str]) -> int:
             report.outputs.update(copy_named_outputs(report, out_dir))
             stage_started = time.perf_counter()
             bar(pipeline.StageProgress("compare", "rendering a held-out camera from the field"))
-            python = pipeline.resolve_engine_python(settings)
+            python = Path(report.engine["python"])  # the interpreter the run used
             report.extra["comparison"] = held_out_comparison(
                 report, out_dir / "comparison.png", python, settings.device
             )

@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parent.parent
 REPORT_NAME = "report.json"
 DEFAULT_STEPS = 2000
 DEFAULT_FIELD = "ngp"
-STAGES = ("engine", "export", "train", "extract", "import", "save")
 
 
 class PipelineError(RuntimeError):
@@ -80,7 +79,6 @@ class StageProgress:
 
 
 ProgressCallback = Callable[[StageProgress], None]
-PreviewCallback = Callable[[Any], None]  # receives protocol.PreviewFrame
 
 
 @dataclass
@@ -251,7 +249,8 @@ def _clock(seconds: float) -> str:
 
 
 def print_progress(progress: StageProgress) -> None:
-    """Plain one-line-per-event progress for logs (the batch script's children)."""
+    """Progress for the batch script's children: one bar for the process, redrawn in place on a terminal
+    and a line every few seconds in a log."""
     _PLAIN_BAR(progress)
 
 
@@ -481,7 +480,6 @@ def reconstruct_open_file(
         out_dir.mkdir(parents=True, exist_ok=True)
         capture = addon_module("capture")
         client = addon_module("client")
-        engine_env = addon_module("engine_env")
         importers = addon_module("importers")
         extract_mesh = addon_module("operators.extract_mesh")
         protocol = addon_module("engine.protocol")
@@ -571,18 +569,11 @@ def reconstruct_open_file(
         stage = "extract"
         started = time.perf_counter()
         progress(StageProgress("extract", f"marching cubes at {settings.mesh_resolution}^3"))
-        mesh_path = extract_mesh.fresh_mesh_path(run_dir, settings.mesh_resolution)
-        command = engine_env.engine_command(
-            python, "extract", str(run_dir), "--resolution", str(settings.mesh_resolution),
-            "--out", str(mesh_path), "--json", "--device", settings.device,
-        )  # fmt: skip
-        if settings.mesh_level > 0:
-            command += ["--level", repr(settings.mesh_level)]
-        job = extract_mesh.ExtractJob(run_dir, mesh_path, command)
-        completed = subprocess.run(
-            command, capture_output=True, text=True, env=engine_env.engine_environment(), check=False
+        job = extract_mesh.extract_job(
+            python, run_dir, settings.mesh_resolution, device=settings.device, level=settings.mesh_level
         )
-        summary = extract_mesh.finished_job_result(job, completed.returncode, completed.stdout, completed.stderr)
+        summary = extract_mesh.run_extract_job(job)
+        mesh_path = job.out_path
         report.outputs["mesh"] = str(mesh_path)
         report.mesh.update(
             vertices=summary.get("vertex_count"),

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from .. import engine_env, importers, preferences
+from .. import engine_env, importers, preferences, properties
 from .import_mesh import select_only
 
 MESH_FOLDER = "meshes"
@@ -44,6 +44,42 @@ class ExtractJob:
     command: list[str]
 
 
+def extract_job(
+    python: Path,
+    run_dir: Path,
+    resolution: int,
+    *,
+    device: str = "auto",
+    level: float = 0.0,
+    colour_from: str = "field",
+    fill_unseen: bool = True,
+    keep_largest: int = 0,
+    target_faces: int = 0,
+) -> ExtractJob:
+    """The ``python -m engine extract`` command for a run, writing a fresh ``RUN/meshes/mesh-RES.ply``.
+    ``level`` 0: the engine's automatic level."""
+    out_path = fresh_mesh_path(run_dir, resolution)
+    arguments = [str(run_dir), "--resolution", str(resolution), "--out", str(out_path), "--json"]
+    arguments += ["--device", device, "--colour-from", colour_from]
+    if level > 0:
+        arguments += ["--level", repr(level)]
+    if not fill_unseen:
+        arguments.append("--keep-unseen")
+    if keep_largest:
+        arguments += ["--keep-largest", str(keep_largest)]
+    if target_faces:
+        arguments += ["--target-faces", str(target_faces)]
+    return ExtractJob(run_dir, out_path, engine_env.engine_command(python, "extract", *arguments))
+
+
+def run_extract_job(job: ExtractJob) -> dict:
+    """Run ``job`` to completion (blocking): the engine's JSON summary, or :class:`ExtractError`."""
+    completed = subprocess.run(
+        job.command, capture_output=True, text=True, env=engine_env.engine_environment(), check=False
+    )
+    return finished_job_result(job, completed.returncode, completed.stdout, completed.stderr)
+
+
 def finished_job_result(job: ExtractJob, returncode: int, stdout: str, stderr: str) -> dict:
     """The engine's JSON summary, or :class:`ExtractError` with the engine's message."""
     if returncode != 0:
@@ -64,9 +100,7 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     run_dir: StringProperty(name="Run Folder", subtype="DIR_PATH")  # type: ignore[valid-type]
-    resolution: IntProperty(  # type: ignore[valid-type]
-        name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
-    )
+    resolution: properties.MESH_RESOLUTION  # type: ignore[valid-type]
     level: FloatProperty(  # type: ignore[valid-type]
         name="Density Level", description="Surface density threshold (0: automatic, from the scene size)", min=0.0
     )
@@ -78,20 +112,14 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         ],
         default="field",
     )
-    fill_unseen: BoolProperty(  # type: ignore[valid-type]
-        name="Fill Unseen Space",
-        description="Make solid the space behind surfaces that no training camera sees, so the mesh has no inner walls",
-        default=True,
-    )
+    fill_unseen: properties.MESH_FILL_UNSEEN  # type: ignore[valid-type]
     keep_largest: IntProperty(  # type: ignore[valid-type]
         name="Keep Largest Parts", description="Keep only this many largest connected parts (0: all)", min=0
     )
     target_faces: IntProperty(  # type: ignore[valid-type]
         name="Target Faces", description="Decimate to at most this many faces (0: no decimation)", min=0
     )
-    replace_previous: BoolProperty(  # type: ignore[valid-type]
-        name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
-    )
+    replace_previous: properties.MESH_REPLACE_PREVIOUS  # type: ignore[valid-type]
 
     _job: ExtractJob | None = None
     _process: subprocess.Popen | None = None
@@ -103,19 +131,17 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         run_dir = Path(bpy.path.abspath(self.run_dir)).resolve()
         if not run_dir.is_dir():
             raise ExtractError(f"Run folder {run_dir} does not exist")
-        python = preferences.resolve_engine_python(context)
-        out_path = fresh_mesh_path(run_dir, self.resolution)
-        arguments = [str(run_dir), "--resolution", str(self.resolution), "--out", str(out_path), "--json"]
-        arguments += ["--colour-from", self.colour_from]
-        if self.level > 0:
-            arguments += ["--level", repr(self.level)]
-        if not self.fill_unseen:
-            arguments.append("--keep-unseen")
-        if self.keep_largest:
-            arguments += ["--keep-largest", str(self.keep_largest)]
-        if self.target_faces:
-            arguments += ["--target-faces", str(self.target_faces)]
-        return ExtractJob(run_dir, out_path, engine_env.engine_command(python, "extract", *arguments))
+        return extract_job(
+            preferences.resolve_engine_python(context),
+            run_dir,
+            self.resolution,
+            device=preferences.get_preferences(context).device,
+            level=self.level,
+            colour_from=self.colour_from,
+            fill_unseen=self.fill_unseen,
+            keep_largest=self.keep_largest,
+            target_faces=self.target_faces,
+        )
 
     def _import(self, context: bpy.types.Context, job: ExtractJob, summary: dict) -> None:
         scene = context.scene
@@ -135,11 +161,7 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         """Blocking: background mode, scripts, and the redo panel."""
         try:
             job = self._prepare(context)
-            completed = subprocess.run(
-                job.command, capture_output=True, text=True, env=engine_env.engine_environment(), check=False
-            )
-            summary = finished_job_result(job, completed.returncode, completed.stdout, completed.stderr)
-            self._import(context, job, summary)
+            self._import(context, job, run_extract_job(job))
         except (ExtractError, engine_env.EngineSetupError, importers.MeshImportError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
