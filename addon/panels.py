@@ -66,8 +66,7 @@ class VIEW3D_PT_fieldwork_extract(_FieldworkSidebar):
         layout.prop(settings, "mesh_fill_unseen")
         layout.prop(settings, "mesh_replace_previous")
         extract = layout.operator("fieldwork.extract_mesh", icon="MESH_MONKEY")
-        # Empty: the run the Train button writes, <Output Folder>/run.
-        extract.run_dir = settings.mesh_run_dir or settings.output_dir.rstrip("/\\") + "/run"
+        extract.run_dir = settings.mesh_run_dir  # empty: the run the Train button writes, <Output Folder>/run
         extract.resolution = settings.mesh_resolution
         extract.fill_unseen = settings.mesh_fill_unseen
         extract.replace_previous = settings.mesh_replace_previous

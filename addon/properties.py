@@ -10,6 +10,14 @@ FIELD_ITEMS = [
     ("nerf", "NeRF", "Positional-encoding MLP with hierarchical sampling: slow, faithful to the paper"),
 ]
 
+# Folder settings accept '//' (the .blend's folder). Blender 4.5+ warns unless a path property says so;
+# older versions lack the option, so it is offered only where Blender knows it.
+BLEND_RELATIVE: set[str] = (
+    {"PATH_SUPPORTS_BLEND_RELATIVE"}
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+    else set()
+)
+
 # Extract settings the panel keeps per scene and the Extract operator takes: declared once, used by both.
 MESH_RESOLUTION = IntProperty(
     name="Resolution", description="Finest cells along the scene box's longest side", default=256, min=16, max=1024
@@ -47,7 +55,10 @@ class FieldworkCaptureSettings(bpy.types.PropertyGroup):
         default="render",
     )
     image_folder: StringProperty(  # type: ignore[valid-type]
-        name="Photo Folder", description="Folder with one image per camera, named after it", subtype="DIR_PATH"
+        name="Photo Folder",
+        description="Folder with one image per camera, named after it",
+        subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
     )
     scene_box_object: PointerProperty(  # type: ignore[valid-type]
         name="Scene Box",
@@ -77,6 +88,7 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         name="Output Folder",
         description="Where datasets, checkpoints and meshes are written ('//' is the .blend's folder)",
         subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
         default="//fieldwork/",
     )
     # Live session (issue 5): previews and the dataset a run trains on.
@@ -85,6 +97,7 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         description="Train on this existing dataset folder (transforms.json); empty: render the scene's cameras "
         "into <Output Folder>/dataset first",
         subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
         default="",
     )
     preview_mode: EnumProperty(  # type: ignore[valid-type]
@@ -120,6 +133,7 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
         name="Run Folder",
         description="The training run to extract a mesh from (empty: <Output Folder>/run, where Train writes)",
         subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
     )
     mesh_resolution: MESH_RESOLUTION  # type: ignore[valid-type]
     mesh_fill_unseen: MESH_FILL_UNSEEN  # type: ignore[valid-type]

@@ -10,16 +10,17 @@ from bpy.props import BoolProperty, StringProperty
 from .. import capture
 from ..camera_math import CameraError
 from ..engine.data.transforms import TransformsError
-
-DATASET_SUBFOLDER = "dataset"
+from ..paths import DATASET_FOLDER, BlendRelativePathError, absolute_path, output_folder
+from ..properties import BLEND_RELATIVE
 
 
 def dataset_folder(context: bpy.types.Context, directory: str) -> Path:
     """Where the dataset goes: ``directory``, else ``<Output Folder>/dataset``; '//' is the .blend's folder."""
-    chosen = directory or str(Path(context.scene.fieldwork.output_dir) / DATASET_SUBFOLDER)  # type: ignore[attr-defined]
-    if chosen.startswith("//") and not bpy.data.filepath:
-        raise capture.CaptureError(f"{chosen} is relative to the .blend file, which is not saved: save it first")
-    return Path(bpy.path.abspath(chosen))
+    if directory:
+        return absolute_path(directory, "Dataset folder")
+    if context.scene is None:
+        raise capture.CaptureError("No scene to export")
+    return output_folder(context.scene) / DATASET_FOLDER
 
 
 def chosen_cameras(context: bpy.types.Context) -> list[bpy.types.Object] | None:
@@ -69,7 +70,7 @@ class FIELDWORK_OT_export_dataset(bpy.types.Operator):
         name="Folder",
         description="Dataset folder to write (empty: <Output Folder>/dataset)",
         subtype="DIR_PATH",
-        options={"SKIP_SAVE"},
+        options={"SKIP_SAVE"} | BLEND_RELATIVE,
     )
     overwrite: BoolProperty(  # type: ignore[valid-type]
         name="Replace Existing",
@@ -81,7 +82,7 @@ class FIELDWORK_OT_export_dataset(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         try:
             target = dataset_folder(context, self.directory)
-        except capture.CaptureError as error:
+        except (capture.CaptureError, BlendRelativePathError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         if (target / "transforms.json").is_file() and not self.overwrite:
@@ -104,7 +105,7 @@ class FIELDWORK_OT_export_dataset(bpy.types.Operator):
         try:
             target = dataset_folder(context, self.directory)
             path = export_with_capture_settings(context, target, overwrite=self.overwrite, progress=progress)
-        except (capture.CaptureError, CameraError, TransformsError) as error:
+        except (capture.CaptureError, CameraError, TransformsError, BlendRelativePathError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from .. import engine_env, importers, preferences, properties
+from .. import engine_env, importers, paths, preferences, properties
 from .import_mesh import select_only
 
 MESH_FOLDER = "meshes"
@@ -99,7 +99,9 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     bl_label = "Extract Mesh"
     bl_options = {"REGISTER", "UNDO"}
 
-    run_dir: StringProperty(name="Run Folder", subtype="DIR_PATH")  # type: ignore[valid-type]
+    run_dir: StringProperty(  # type: ignore[valid-type]
+        name="Run Folder", subtype="DIR_PATH", options=properties.BLEND_RELATIVE
+    )
     resolution: properties.MESH_RESOLUTION  # type: ignore[valid-type]
     level: FloatProperty(  # type: ignore[valid-type]
         name="Density Level", description="Surface density threshold (0: automatic, from the scene size)", min=0.0
@@ -126,11 +128,17 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     _timer: bpy.types.Timer | None = None
 
     def _prepare(self, context: bpy.types.Context) -> ExtractJob:
-        if not self.run_dir:
-            raise ExtractError("No run folder given: train first, or pick a run folder")
-        run_dir = Path(bpy.path.abspath(self.run_dir)).resolve()
+        try:
+            if self.run_dir:
+                run_dir = paths.absolute_path(self.run_dir, "Run Folder").resolve()
+            elif context.scene is not None:  # the run the Train button writes
+                run_dir = (paths.output_folder(context.scene) / paths.RUN_FOLDER).resolve()
+            else:
+                raise ExtractError("No run folder given and no scene to take the Output Folder from")
+        except paths.BlendRelativePathError as error:
+            raise ExtractError(str(error)) from error
         if not run_dir.is_dir():
-            raise ExtractError(f"Run folder {run_dir} does not exist")
+            raise ExtractError(f"Run folder {run_dir} does not exist: train first, or pick a run folder")
         return extract_job(
             preferences.resolve_engine_python(context),
             run_dir,

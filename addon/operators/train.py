@@ -8,21 +8,8 @@ import bpy
 
 from .. import capture, client, engine_env, preferences
 from ..engine import protocol
+from ..paths import DATASET_FOLDER, RUN_FOLDER, absolute_path, output_folder
 from .export_dataset import export_with_capture_settings
-
-DATASET_FOLDER = "dataset"
-RUN_FOLDER = "run"
-
-
-def output_folder(scene: bpy.types.Scene) -> Path:
-    """The scene's output folder as an absolute path; '//' needs a saved .blend."""
-    raw = scene.fieldwork.output_dir  # type: ignore[attr-defined]
-    if raw.startswith("//") and not bpy.data.filepath:
-        raise ValueError(
-            f"Output Folder {raw!r} is relative to the .blend file, which is not saved yet: "
-            "save the file or choose an absolute folder"
-        )
-    return Path(bpy.path.abspath(raw))
 
 
 def train_command(scene: bpy.types.Scene, dataset: Path, run_dir: Path, device: str) -> protocol.Train:
@@ -81,7 +68,7 @@ class FIELDWORK_OT_train(bpy.types.Operator):
             python = preferences.resolve_engine_python(context)
             output = output_folder(scene)
             if settings.dataset_dir:
-                dataset = Path(bpy.path.abspath(settings.dataset_dir))
+                dataset = absolute_path(settings.dataset_dir, "Dataset")
             else:
                 # Fieldwork's own render of the cameras: replaced on each run so it matches the scene.
                 dataset = output / DATASET_FOLDER
