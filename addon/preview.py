@@ -32,13 +32,22 @@ VIEW_INTERVAL_S = 0.1  # at most this often a moving viewport sends its view
 _curve_drawn_at = 0.0
 _draw_handle: Any = None
 # Per session: the region (pointer) that sent the last view, its last view, and a pending one.
-_sent_views: dict[str, tuple[int, tuple[float, ...]]] = {}
+_sent_views: dict[str, tuple[int, tuple[float | str, ...]]] = {}
 _pending_views: dict[str, protocol.SetView] = {}
+
+
+def find_owned_image(name: str, role: str) -> bpy.types.Image | None:
+    """The add-on's image for ``role``: looked up by ``name`` first (the overlay asks on every redraw),
+    else among all images (the user may have renamed it)."""
+    image = bpy.data.images.get(name)
+    if image is not None and image.get(OWNER_PROPERTY) == role:
+        return image
+    return next((im for im in bpy.data.images if im.get(OWNER_PROPERTY) == role), None)
 
 
 def owned_image(name: str, role: str, width: int, height: int) -> bpy.types.Image:
     """The add-on's image for ``role`` at ``width`` x ``height``, created or resized as needed."""
-    image = next((im for im in bpy.data.images if im.get(OWNER_PROPERTY) == role), None)
+    image = find_owned_image(name, role)
     if image is None:
         image = bpy.data.images.new(name, width, height, alpha=True)
         image[OWNER_PROPERTY] = role
@@ -147,7 +156,7 @@ def _draw_overlay() -> None:
     if session.state.active and region_data.is_perspective:
         _note_view(session, region, region_data, settings.preview_mode)
     sent = _sent_views.get(session.key)
-    image = next((im for im in bpy.data.images if im.get(OWNER_PROPERTY) == "preview"), None)
+    image = find_owned_image(PREVIEW_IMAGE_NAME, "preview")
     if image is None or sent is None or sent[0] != region.as_pointer():
         return
     gpu.state.blend_set("ALPHA")
@@ -161,7 +170,7 @@ def _note_view(session: client.EngineSession, region: Any, region_data: Any, mod
     signature = (
         *np.round(np.asarray(view.camera_to_world).ravel(), 5),
         round(view.fl_x, 3), round(view.cx, 3), round(view.cy, 3), view.width, view.height,
-        float(("color", "depth", "opacity").index(mode)),
+        mode,
     )  # fmt: skip
     pointer = region.as_pointer()
     if _sent_views.get(session.key) == (pointer, signature):

@@ -35,7 +35,10 @@ class RenderedRays:
 def transmittance(densities: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     """T_i, (n_rays, n_samples): the probability that the ray reaches sample i unblocked."""
     _check_shapes(densities, deltas)
-    optical_depth = densities * deltas
+    return _transmittance(densities * deltas)
+
+
+def _transmittance(optical_depth: torch.Tensor) -> torch.Tensor:
     # exclusive cumulative sum: T_1 = 1 because nothing lies in front of the first sample
     return torch.exp(-(torch.cumsum(optical_depth, dim=-1) - optical_depth))
 
@@ -43,8 +46,8 @@ def transmittance(densities: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor
 def compositing_weights(densities: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     """Weights w_i = T_i * alpha_i, (n_rays, n_samples), from densities and segment lengths of that shape."""
     _check_shapes(densities, deltas)
-    alphas = 1.0 - torch.exp(-densities * deltas)
-    return transmittance(densities, deltas) * alphas
+    optical_depth = densities * deltas
+    return _transmittance(optical_depth) * (1.0 - torch.exp(-optical_depth))
 
 
 def _check_shapes(densities: torch.Tensor, deltas: torch.Tensor) -> None:
@@ -62,10 +65,12 @@ def accumulated_opacity(weights: torch.Tensor) -> torch.Tensor:
     return weights.sum(dim=-1)
 
 
-def expected_depth(weights: torch.Tensor, t_samples: torch.Tensor) -> torch.Tensor:
+def expected_depth(weights: torch.Tensor, t_samples: torch.Tensor, opacity: torch.Tensor | None = None) -> torch.Tensor:
     """Depth of the expected termination, normalised by opacity (so a half-transparent surface is not
-    pulled towards the camera); 0 where the ray hit nothing. (n_rays, n_samples) -> (n_rays,)."""
-    opacity = accumulated_opacity(weights)
+    pulled towards the camera); 0 where the ray hit nothing. (n_rays, n_samples) -> (n_rays,).
+    ``opacity``: accumulated_opacity(weights) when the caller has it already."""
+    if opacity is None:
+        opacity = accumulated_opacity(weights)
     return (weights * t_samples).sum(dim=-1) / opacity.clamp(min=1e-10)
 
 
@@ -110,9 +115,10 @@ def volume_render(
     colours = colours.index_put((ray_index, sample_index), packed_colours)
 
     weights = compositing_weights(densities, deltas.to(densities.dtype))
+    opacity = accumulated_opacity(weights)
     return RenderedRays(
         rgb=composite(weights, colours),
-        depth=expected_depth(weights, t_samples.to(weights.dtype)),
-        opacity=accumulated_opacity(weights),
+        depth=expected_depth(weights, t_samples.to(weights.dtype), opacity),
+        opacity=opacity,
         weights=weights,
     )
