@@ -326,15 +326,6 @@ def side_by_side(left: Any, right: Any, gap: int = 4) -> Any:
     return (np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def fresh_folder(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``... whichever does not exist yet: a rerun never mixes with an old run."""
-    candidate, number = base, 2
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{number}")
-        number += 1
-    return candidate
-
-
 # --------------------------------------------------------------------------- the pipeline
 
 
@@ -515,7 +506,7 @@ def reconstruct_open_file(
 
         stage = "train"
         started = time.perf_counter()
-        run_dir = fresh_folder(out_dir / "run")
+        run_dir = extract_mesh.numbered_path(out_dir / "run")  # a rerun never mixes with an old run
         report.outputs["run"] = str(run_dir)
         events = _SessionEvents(progress, preview_dir, protocol)
         session = client.start_session(f"headless-{os.getpid()}", python, label=f"scene {scene.name!r}")

@@ -26,15 +26,19 @@ class ExtractError(RuntimeError):
     """The engine could not make a mesh; the message is the engine's own (names the run or level)."""
 
 
-def fresh_mesh_path(run_dir: Path, resolution: int) -> Path:
-    """``RUN/meshes/mesh-RES.ply``, numbered so an earlier mesh is never overwritten."""
-    folder = run_dir / MESH_FOLDER
-    candidate = folder / f"mesh-{resolution}.ply"
-    number = 2
+def numbered_path(path: Path) -> Path:
+    """``path``, or ``NAME-2.SUFFIX``, ``NAME-3.SUFFIX``... whichever does not exist yet: nothing earlier
+    is ever overwritten or mixed with."""
+    candidate, number = path, 2
     while candidate.exists():
-        candidate = folder / f"mesh-{resolution}-{number}.ply"
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
         number += 1
     return candidate
+
+
+def fresh_mesh_path(run_dir: Path, resolution: int) -> Path:
+    """``RUN/meshes/mesh-RES.ply``, numbered so an earlier mesh is never overwritten."""
+    return numbered_path(run_dir / MESH_FOLDER / f"mesh-{resolution}.ply")
 
 
 @dataclass(frozen=True)
