@@ -53,20 +53,13 @@ class SessionState:
     """What the panel shows; updated on the main thread only."""
 
     status: str = "starting"  # starting | idle | training | paused | finished | stopped | failed | closed
-    step: int = 0
-    total_steps: int = 0
-    loss: float = 0.0
-    psnr: float = 0.0
-    rays_per_second: float = 0.0
-    elapsed_s: float = 0.0
-    remaining_s: float = 0.0
-    preview_share: float = 0.0  # fraction of the engine's wall time spent rendering previews
+    step: int = 0  # from progress, and from status changes and the end of training
+    progress: protocol.Progress | None = None  # the engine's last progress report
     message: str = ""  # the last log line, warning or error, for the panel
     error: str = ""  # set when the session failed: the reason and the engine's last log lines
     checkpoint: str = ""
     frames_received: int = 0
     engine_pid: int = 0
-    device: str = ""
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, psnr)
 
     @property
@@ -74,8 +67,18 @@ class SessionState:
         return self.status in ("starting", "idle", "training", "paused")
 
     @property
+    def total_steps(self) -> int:
+        return self.progress.total_steps if self.progress is not None else 0
+
+    @property
     def progress_fraction(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def preview_share(self) -> float:
+        """Fraction of the engine's wall time spent rendering previews."""
+        progress = self.progress
+        return progress.preview_s / progress.elapsed_s if progress is not None and progress.elapsed_s > 0 else 0.0
 
 
 @dataclass
@@ -113,7 +116,7 @@ class EngineSession:
         self.session_id = uuid.uuid4().hex
         self.state = SessionState()
         self.events: queue.Queue[protocol.Message | _StdoutEnded] = queue.Queue()
-        self.log_tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self.process: subprocess.Popen[bytes] | None = None
         self._closing = False
         self._write_lock = threading.Lock()
@@ -270,17 +273,13 @@ class EngineSession:
             if event.session_id != self.session_id:
                 self._fail(f"an engine answered for session {event.session_id!r}, not this one: refusing it")
                 return True
-            state.device = event.device
             if state.status == "starting":
                 state.status = "idle"
         elif isinstance(event, protocol.Status):
             state.status = event.state
             state.step = event.step
         elif isinstance(event, protocol.Progress):
-            state.step, state.total_steps = event.step, event.total_steps
-            state.loss, state.psnr, state.rays_per_second = event.loss, event.psnr, event.rays_per_second
-            state.elapsed_s, state.remaining_s = event.elapsed_s, event.remaining_s
-            state.preview_share = event.preview_s / event.elapsed_s if event.elapsed_s > 0 else 0.0
+            state.step, state.progress = event.step, event
             state.history.append((event.step, event.loss, event.psnr))
             del state.history[:-HISTORY_LIMIT]
             result.progressed = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import client
+from .engine import protocol
 
 
 class _FieldworkSidebar(bpy.types.Panel):
@@ -105,12 +106,13 @@ class VIEW3D_PT_fieldwork_train(_FieldworkSidebar):
         progress_text = f"{state.status}: step {state.step} / {state.total_steps}"
         layout.progress(factor=state.progress_fraction, type="BAR", text=progress_text)
         grid = layout.grid_flow(columns=2, even_columns=True)
-        grid.label(text=f"Loss {state.loss:.4g}")
-        grid.label(text=f"PSNR {state.psnr:.2f} dB")
-        grid.label(text=f"{state.rays_per_second / 1000:.1f}k rays/s")
+        progress = state.progress or protocol.Progress()
+        grid.label(text=f"Loss {progress.loss:.4g}")
+        grid.label(text=f"PSNR {progress.psnr:.2f} dB")
+        grid.label(text=f"{progress.rays_per_second / 1000:.1f}k rays/s")
         grid.label(text=f"Frames {state.frames_received} ({100 * state.preview_share:.0f}% of time)")
-        grid.label(text=f"Elapsed {_duration(state.elapsed_s)}")
-        grid.label(text=f"Left {_duration(state.remaining_s)}")
+        grid.label(text=f"Elapsed {_duration(progress.elapsed_s)}")
+        grid.label(text=f"Left {_duration(progress.remaining_s)}")
         if state.error:
             box = layout.box()
             for index, line in enumerate(state.error.splitlines()[:8]):

@@ -338,7 +338,6 @@ class _SessionEvents:
     protocol: ModuleType
     welcome: Any = None
     done: Any = None
-    last_progress: Any = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     preview_files: list[Path] = field(default_factory=list)
@@ -348,8 +347,6 @@ class _SessionEvents:
         for event in result.events:
             if isinstance(event, protocol.Welcome):
                 self.welcome = event
-            elif isinstance(event, protocol.Progress):
-                self.last_progress = event
             elif isinstance(event, protocol.Done):
                 self.done = event
             elif isinstance(event, protocol.Error):
@@ -359,16 +356,16 @@ class _SessionEvents:
                 self.warnings.append(event.message.strip().splitlines()[0] if event.message.strip() else "")
         if result.latest_frame is not None:
             self.save_preview(result.latest_frame)
-        state = session.state
-        if result.progressed:
+        last = session.state.progress
+        if result.progressed and last is not None:
             self.progress(
                 StageProgress(
                     "train",
-                    step=state.step,
-                    total_steps=state.total_steps,
-                    psnr=state.psnr,
-                    elapsed_s=state.elapsed_s,
-                    remaining_s=state.remaining_s,
+                    step=last.step,
+                    total_steps=last.total_steps,
+                    psnr=last.psnr,
+                    elapsed_s=last.elapsed_s,
+                    remaining_s=last.remaining_s,
                 )
             )
 
@@ -542,7 +539,7 @@ def reconstruct_open_file(
                 engine_version=events.welcome.engine_version,
             )
         report.metrics.update(events.done.metrics)
-        last = events.last_progress
+        last = state.progress
         report.training.update(
             steps=events.done.step,
             checkpoint=events.done.checkpoint,
