@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import math
 import os
 import queue
 import subprocess
@@ -60,7 +61,9 @@ class SessionState:
     checkpoint: str = ""
     frames_received: int = 0
     engine_pid: int = 0
-    history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, psnr)
+    history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, loss, psnr or nan)
+    figures: dict[str, float] = field(default_factory=dict)  # the last training progress's named figures
+    training_steps: int = 0  # the run's step budget, from the last training progress
 
     @property
     def active(self) -> bool:
@@ -68,10 +71,13 @@ class SessionState:
 
     @property
     def total_steps(self) -> int:
-        return self.progress.total_steps if self.progress is not None else 0
+        return self.training_steps
 
     @property
     def progress_fraction(self) -> float:
+        progress = self.progress
+        if progress is not None and progress.phase == "evaluate":
+            return min(1.0, progress.step / progress.total_steps) if progress.total_steps else 0.0
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
     @property
@@ -279,9 +285,12 @@ class EngineSession:
             state.status = event.state
             state.step = event.step
         elif isinstance(event, protocol.Progress):
-            state.step, state.progress = event.step, event
-            state.history.append((event.step, event.loss, event.psnr))
-            del state.history[:-HISTORY_LIMIT]
+            state.progress = event
+            if event.phase == "train":
+                state.step, state.figures, state.training_steps = event.step, dict(event.figures), event.total_steps
+                loss = float(event.figures.get("loss", math.nan))
+                state.history.append((event.step, loss, float(event.figures.get("psnr", math.nan))))
+                del state.history[:-HISTORY_LIMIT]
             result.progressed = True
         elif isinstance(event, protocol.PreviewFrame):
             state.frames_received += 1

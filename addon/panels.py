@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import client
-from .engine import protocol
+from .engine import methods, protocol
 
 
 class _FieldworkSidebar(bpy.types.Panel):
@@ -23,7 +23,7 @@ class VIEW3D_PT_fieldwork(_FieldworkSidebar):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         settings = context.scene.fieldwork  # type: ignore[attr-defined]
-        layout.prop(settings, "field")
+        layout.prop(settings, "method")
         col = layout.column(align=True)
         col.prop(settings, "steps")
         col.prop(settings, "minutes")
@@ -103,13 +103,17 @@ class VIEW3D_PT_fieldwork_train(_FieldworkSidebar):
             layout.operator("fieldwork.stop", icon="SNAP_FACE")
         if state is None:
             return
-        progress_text = f"{state.status}: step {state.step} / {state.total_steps}"
+        progress = state.progress or protocol.Progress()
+        if progress.phase == "evaluate":
+            progress_text = f"evaluating: view {progress.step} / {progress.total_steps}"
+        else:
+            progress_text = f"{state.status}: step {state.step} / {state.total_steps}"
         layout.progress(factor=state.progress_fraction, type="BAR", text=progress_text)
         grid = layout.grid_flow(columns=2, even_columns=True)
-        progress = state.progress or protocol.Progress()
-        grid.label(text=f"Loss {progress.loss:.4g}")
-        grid.label(text=f"PSNR {progress.psnr:.2f} dB")
-        grid.label(text=f"{progress.rays_per_second / 1000:.1f}k rays/s")
+        # the method's own figures (loss, PSNR, eikonal...), labelled as its registry entry says
+        for figure in methods.get(settings.method).all_figures:
+            if figure.name in state.figures:
+                grid.label(text=figure.text(state.figures[figure.name]))
         grid.label(text=f"Frames {state.frames_received} ({100 * state.preview_share:.0f}% of time)")
         grid.label(text=f"Elapsed {_duration(progress.elapsed_s)}")
         grid.label(text=f"Left {_duration(progress.remaining_s)}")

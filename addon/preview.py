@@ -78,7 +78,10 @@ def curve_pixels(history: Sequence[tuple[int, float, float]], width: int, height
     losses = np.log10(np.maximum(np.array([entry[1] for entry in history]), 1e-12))
     psnrs = np.array([entry[2] for entry in history])
     for values, color in ((losses, (1.0, 0.3, 0.25)), (psnrs, (0.35, 1.0, 0.4))):
-        sampled = np.interp(columns, steps, values)
+        known = np.isfinite(values)  # a method without PSNR reports nan there
+        if known.sum() < 2:
+            continue
+        sampled = np.interp(columns, steps[known], values[known])
         low, high = float(sampled.min()), float(sampled.max())
         rows = np.round((sampled - low) / max(high - low, 1e-9) * (height - 5) + 2).astype(int)
         for column in range(width):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-FIELD_ITEMS = [
-    ("ngp", "Instant-NGP", "Multiresolution hash grid radiance field: fast"),
-    ("nerf", "NeRF", "Positional-encoding MLP with hierarchical sampling: slow, faithful to the paper"),
-]
+from .engine import methods
+
+# The Method menu: every method that trains on posed images, from the engine's registry (stdlib only).
+METHOD_ITEMS = [(spec.name, spec.label, spec.description) for spec in methods.specs(methods.IMAGES)]
 
 # Folder settings accept '//' (the .blend's folder). Blender 4.5+ warns unless a path property says so;
 # older versions lack the option, so it is offered only where Blender knows it.
@@ -79,7 +79,9 @@ class FieldworkCaptureSettings(bpy.types.PropertyGroup):
 
 class FieldworkSceneSettings(bpy.types.PropertyGroup):
     capture: PointerProperty(type=FieldworkCaptureSettings)  # type: ignore[valid-type]
-    field: EnumProperty(name="Field", items=FIELD_ITEMS, default="ngp")  # type: ignore[valid-type]
+    method: EnumProperty(  # type: ignore[valid-type]
+        name="Method", description="What the engine trains on the scene's cameras", items=METHOD_ITEMS, default="ngp"
+    )
     steps: IntProperty(name="Steps", default=2000, min=1, soft_max=100000)  # type: ignore[valid-type]
     minutes: FloatProperty(  # type: ignore[valid-type]
         name="Time Budget (min)", description="Stop after this many minutes (0: no limit)", default=0.0, min=0.0

@@ -12,7 +12,7 @@ from .commands import EXIT_MISSING_DEPENDENCY
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
 # Command modules import torch and numpy inside run(), so building the parser (and `info`) works without them.
-COMMANDS = ("info", "serve", "extract", "train", "render", "eval")
+COMMANDS = ("info", "methods", "serve", "extract", "train", "render", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-PROTOCOL_VERSION = 1
+# 2: Train names a registry method (was: field); Progress carries a dict of the method's named figures
+# (was: fixed loss, psnr and rays_per_second fields) and the phase.
+PROTOCOL_VERSION = 2
 
 MAGIC = b"FW"
 _HEADER = struct.Struct(">2sII")
@@ -106,7 +108,7 @@ class Train(Message):
     type: ClassVar[str] = "train"
     dataset: str = ""
     out_dir: str = ""
-    field: str = "ngp"
+    method: str = "ngp"  # a name from engine.methods
     steps: int = 2000
     minutes: float = 0.0  # 0: no time budget
     device: str = "auto"
@@ -210,12 +212,14 @@ class Welcome(Message):
 @_register
 @dataclass
 class Progress(Message):
+    """Training (phase "train") or the evaluation after it (phase "evaluate": step counts views). figures:
+    the method's named numbers (engine.methods.MethodSpec.all_figures: loss, psnr, rays_per_second...)."""
+
     type: ClassVar[str] = "progress"
     step: int = 0
     total_steps: int = 0
-    loss: float = 0.0
-    psnr: float = 0.0
-    rays_per_second: float = 0.0
+    phase: str = "train"
+    figures: dict[str, Any] = dataclasses.field(default_factory=dict)
     elapsed_s: float = 0.0
     remaining_s: float = 0.0
     preview_s: float = 0.0  # wall time spent rendering previews since the run started (part of elapsed_s)
@@ -331,7 +335,10 @@ def decode_header(header: Mapping[str, Any], payload: bytes = b"") -> Message:
     known = {f.name: f for f in dataclasses.fields(cls) if f.name != "payload"}
     unknown = sorted(set(header) - set(known) - {"type"})
     if unknown:
-        raise MessageError(f"{type_name}: unknown field(s) {', '.join(unknown)}")
+        raise MessageError(
+            f"{type_name}: unknown field(s) {', '.join(unknown)} (a peer of another protocol version? "
+            f"this side speaks {PROTOCOL_VERSION})"
+        )
     kwargs = {name: header[name] for name in known if name in header}
     try:
         message = cls(**kwargs, payload=payload)

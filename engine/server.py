@@ -473,7 +473,7 @@ class Session:
         config = train_config(command)
         from .train.trainer import Trainer
 
-        LOG.info("training %s on %s into %s", command.field, dataset, out_dir)
+        LOG.info("training %s on %s into %s", command.method, dataset, out_dir)
         self.trainer = Trainer.create(dataset, out_dir, config)
         self.streaming_previews = command.preview_every_s > 0
         self.scheduler = PreviewScheduler(
@@ -564,12 +564,11 @@ class Session:
         elapsed = time.perf_counter() - self.clock.started
         if minutes > 0:
             remaining_s = min(remaining_s, max(0.0, minutes * 60.0 - elapsed))
+        figures = {"loss": _finite(stats.loss), **{name: _finite(value) for name, value in stats.figures.items()}}
         return protocol.Progress(
             step=int(stats.step),
             total_steps=int(total),
-            loss=_finite(stats.loss),
-            psnr=_finite(stats.psnr),
-            rays_per_second=_finite(stats.rays / stats.seconds) if stats.seconds > 0 else 0.0,
+            figures=figures,
             elapsed_s=elapsed,
             remaining_s=remaining_s,
             preview_s=self.preview_seconds,
@@ -589,7 +588,9 @@ class Session:
         metrics: dict[str, Any] = {}
         if reason == "finished":
             try:
-                metrics = _json_metrics(self.trainer.evaluate())
+                metrics = _json_metrics(
+                    self.trainer.evaluate(limit=self.trainer.config.eval_views, on_view=self._evaluation_progress)
+                )
             except Exception as exc:
                 LOG.exception("evaluation failed")
                 self.writer.send(protocol.Warning(message=f"evaluation failed: {exc}"))
@@ -597,6 +598,10 @@ class Session:
         self.writer.send(protocol.Done(reason=reason, step=self._step(), checkpoint=checkpoint, metrics=metrics))
         if self.view is not None and reason == "finished":
             self._send_preview()  # the final picture, whatever the schedule said
+
+    def _evaluation_progress(self, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - self.clock.started
+        self.writer.send(protocol.Progress(step=done, total_steps=total, phase="evaluate", elapsed_s=elapsed))
 
     def _step(self) -> int:
         return int(self.trainer.step) if self.trainer is not None else 0
@@ -659,10 +664,11 @@ class Session:
 
 def train_config(command: protocol.Train) -> Any:
     """The trainer's typed config from a Train command; ``settings`` may set any other config field
-    (nested ones as dictionaries, e.g. ``{"ngp": {"log2_table_size": 14}}``); unknown names are an error."""
+    (the method's own under "settings", e.g. ``{"settings": {"log2_table_size": 14}}``); unknown names and
+    wrongly typed values are errors naming them."""
     from .train.config import TrainConfig
 
-    values: dict[str, Any] = {name: getattr(command, name) for name in ("field", "steps", "minutes", "device")}
+    values: dict[str, Any] = {name: getattr(command, name) for name in ("method", "steps", "minutes", "device")}
     values.update(downscale=command.downscale, seed=command.seed)
     values.update(command.settings)
     return TrainConfig.from_dict(values)

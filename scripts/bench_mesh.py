@@ -122,7 +122,7 @@ def build_and_train(args: argparse.Namespace, out: Path) -> tuple[object, Triang
 
     started = time.perf_counter()
     config = TrainConfig(
-        field=args.field, steps=args.steps, minutes=args.minutes, batch_rays=args.batch_rays, compile=args.compile
+        method=args.field, steps=args.steps, minutes=args.minutes, batch_rays=args.batch_rays, compile=args.compile
     )
     trainer = Trainer.create(dataset, out / "run", config)
     while not trainer.is_done():

@@ -107,7 +107,7 @@ def train_and_measure(
         rays_since, seconds_since = 0, 0.0
         rows.append(row)
         print(
-            f"  {trainer.config.field:4s} {row['train_seconds']:7.1f} s  step {row['step']:6d}  "
+            f"  {trainer.config.method:4s} {row['train_seconds']:7.1f} s  step {row['step']:6d}  "
             f"PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.3f}  {row['rays_per_second']:8.0f} rays/s  "
             f"peak {row['peak_memory_mib']:.0f} MiB",
             flush=True,
@@ -137,7 +137,7 @@ def main() -> int:
     }
 
     ngp_config = TrainConfig(
-        field="ngp",
+        method="ngp",
         steps=10**9,
         minutes=args.ngp_minutes,
         device=args.device,
@@ -160,7 +160,7 @@ def main() -> int:
         reference = ngp_target_time if ngp_target_time is not None else budget
         nerf_budget = min(args.nerf_factor * reference, args.nerf_max_minutes * 60.0)
         nerf_config = TrainConfig(
-            field="nerf",
+            method="nerf",
             steps=10**9,
             minutes=nerf_budget / 60.0,
             device=args.device,

@@ -93,7 +93,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=REPO / "out" / "demo", help="output folder (default: out/demo)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (caps the time budget)")
     parser.add_argument("--minutes", type=float, default=None, help="training time budget in minutes")
-    parser.add_argument("--field", default=None, help="field to train (default: ngp)")
+    parser.add_argument(
+        "--method",
+        "--field",
+        dest="method",
+        default=None,
+        help="image method to train (default: ngp)",
+    )
     parser.add_argument("--engine-python", default="", help="interpreter with torch (default: this checkout's .venv)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument(
@@ -130,8 +136,8 @@ def demo_settings(args: argparse.Namespace) -> pipeline.PipelineSettings:
         settings = replace(settings, steps=args.steps)
     if args.minutes is not None:
         settings = replace(settings, minutes=args.minutes)
-    if args.field is not None:
-        settings = replace(settings, field=args.field)
+    if args.method is not None:
+        settings = replace(settings, method=args.method)
     if args.compile is not None:
         settings = replace(settings, compile=args.compile)
     return settings

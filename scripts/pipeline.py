@@ -34,7 +34,7 @@ import bpy
 REPO = Path(__file__).resolve().parent.parent
 REPORT_NAME = "report.json"
 DEFAULT_STEPS = 2000
-DEFAULT_FIELD = "ngp"
+DEFAULT_METHOD = "ngp"
 
 
 class PipelineError(RuntimeError):
@@ -45,7 +45,7 @@ class PipelineError(RuntimeError):
 class PipelineSettings:
     """What to train and how; written into ``report.json`` as given."""
 
-    field: str = DEFAULT_FIELD
+    method: str = DEFAULT_METHOD  # any image method of engine.methods
     steps: int = DEFAULT_STEPS
     minutes: float = 0.0  # 0: no time budget
     resolution: int | None = None  # longest side of the rendered views; None keeps the scene's
@@ -222,11 +222,14 @@ class ProgressBar:
                 fraction = max(fraction, progress.elapsed_s / (progress.elapsed_s + progress.remaining_s))
             filled = round(fraction * self.WIDTH)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
-            line = (
-                f"{progress.stage:<8}[{bar}] {fraction * 100:5.1f}% step {progress.step}/{progress.total_steps}"
-                f"  PSNR {progress.psnr:5.2f} dB  {_clock(progress.elapsed_s)} elapsed,"
-                f" {_clock(progress.remaining_s)} left"
-            )
+            if progress.stage == "evaluate":
+                line = f"{progress.stage:<8}[{bar}] view {progress.step}/{progress.total_steps}"
+            else:
+                line = (
+                    f"{progress.stage:<8}[{bar}] {fraction * 100:5.1f}% step {progress.step}/{progress.total_steps}"
+                    f"  PSNR {progress.psnr:5.2f} dB  {_clock(progress.elapsed_s)} elapsed,"
+                    f" {_clock(progress.remaining_s)} left"
+                )
         else:
             line = f"{progress.stage:<8}{progress.message}"
         if self.interactive:
@@ -360,10 +363,10 @@ class _SessionEvents:
         if result.progressed and last is not None:
             self.progress(
                 StageProgress(
-                    "train",
+                    "train" if last.phase == "train" else "evaluate",
                     step=last.step,
                     total_steps=last.total_steps,
-                    psnr=last.psnr,
+                    psnr=float(last.figures.get("psnr", 0.0)),
                     elapsed_s=last.elapsed_s,
                     remaining_s=last.remaining_s,
                 )
@@ -511,7 +514,7 @@ def reconstruct_open_file(
             protocol.Train(
                 dataset=str(dataset_dir),
                 out_dir=str(run_dir),
-                field=settings.field,
+                method=settings.method,
                 steps=settings.steps,
                 minutes=settings.minutes,
                 device=settings.device,
@@ -543,8 +546,8 @@ def reconstruct_open_file(
         report.training.update(
             steps=events.done.step,
             checkpoint=events.done.checkpoint,
-            train_psnr=last.psnr if last is not None else None,
-            last_rays_per_second=last.rays_per_second if last is not None else None,
+            train_psnr=state.figures.get("psnr"),
+            last_rays_per_second=state.figures.get("rays_per_second"),
             engine_seconds=last.elapsed_s if last is not None else None,
             previews_received=state.frames_received,
             warnings=events.warnings[-5:],

@@ -67,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=".blend files or folders of them (default: the file Blender opened with -b)",
     )
-    parser.add_argument("--field", default="ngp", help="field to train (default: ngp)")
+    parser.add_argument(
+        "--method",
+        "--field",
+        dest="method",
+        default="ngp",
+        help="image method to train (default: ngp)",
+    )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="training steps (default: 2000)")
     budget.add_argument("--minutes", type=float, default=None, help="training time budget in minutes")
@@ -110,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> pipeline.PipelineSettings:
     return pipeline.PipelineSettings(
-        field=args.field,
+        method=args.method,
         # A time budget alone: the step count is only an upper bound the budget reaches first.
         steps=args.steps if args.steps is not None else MINUTES_ONLY_STEPS if args.minutes else pipeline.DEFAULT_STEPS,
         minutes=args.minutes or 0.0,
@@ -170,7 +176,7 @@ def child_command(blend: Path, args: argparse.Namespace, out_dir: Path) -> list[
 
 def option_argv(args: argparse.Namespace) -> list[str]:
     """The options of a parsed command line written back as arguments, without files and ``--output``."""
-    argv = ["--field", args.field, "--mesh-resolution", str(args.mesh_resolution), "--device", args.device]
+    argv = ["--method", args.method, "--mesh-resolution", str(args.mesh_resolution), "--device", args.device]
     argv += ["--seed", str(args.seed), "--compile", args.compile, "--batch-rays", str(args.batch_rays)]
     argv += ["--warmup-steps", str(args.warmup_steps), "--mesh-level", repr(args.mesh_level)]
     argv += ["--threads", str(args.threads)]

@@ -17,7 +17,7 @@ def train_command(scene: bpy.types.Scene, dataset: Path, run_dir: Path, device: 
     return protocol.Train(
         dataset=str(dataset),
         out_dir=str(run_dir),
-        field=settings.field,
+        method=settings.method,
         steps=settings.steps,
         minutes=settings.minutes,
         device=device,

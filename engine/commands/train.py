@@ -1,4 +1,4 @@
-"""``python -m engine train DATASET --field ngp --steps N --out RUN_DIR``: train a radiance field.
+"""``python -m engine train DATASET --method ngp --steps N --out RUN_DIR``: train a method.
 
 Resumes when RUN_DIR already holds a checkpoint. Progress goes to stderr, the log to RUN_DIR/engine.log,
 and the final evaluation (PSNR/SSIM on held-out views) to stdout as JSON.
@@ -14,37 +14,61 @@ from pathlib import Path
 
 from . import EXIT_BAD_INPUT
 
-HELP = "train a radiance field (ngp or nerf) on a transforms.json dataset; resumes a run folder's checkpoint"
+HELP = "train a method (see `methods`) on its data; resumes a run folder's checkpoint"
 
 # With only a time budget the step budget must not end the run first.
 UNLIMITED_STEPS = 10**9
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..train.config import BACKGROUNDS, FIELDS
+    from .. import methods
+    from ..train.config import BACKGROUNDS
 
     parser.add_argument("dataset", type=Path, metavar="DATASET", help="transforms.json or the folder holding it")
     parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (created or resumed)")
-    parser.add_argument("--field", choices=FIELDS, default="ngp", help="ngp (hash grid, fast) or nerf (the original)")
+    parser.add_argument(
+        "--method",
+        "--field",
+        dest="method",
+        choices=methods.names(),
+        default="ngp",
+        help="what to train (`python -m engine methods` describes them; --field is the old name)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the method's config (repeatable), e.g. --set levels=8",
+    )
     parser.add_argument("--steps", type=int, help="step budget (default 2000, or unlimited when --minutes is given)")
     parser.add_argument("--minutes", type=float, default=0.0, help="time budget in minutes of training (0: none)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--downscale", type=int, default=1, help="load images downscaled by this whole factor")
     parser.add_argument("--background", choices=BACKGROUNDS, default="random", help="behind transparent pixels")
-    parser.add_argument("--batch-rays", type=int, help="rays per step")
+    parser.add_argument("--batch-rays", type=int, default=0, help="fixed rays per step (default: by sample budget)")
+    parser.add_argument(
+        "--samples-per-step", type=int, default=0, help="field samples per step the ray count adapts to (0: device's)"
+    )
+    parser.add_argument("--eval-views", type=int, default=-1, help="held-out views evaluated at the end (-1: all)")
+    parser.add_argument("--no-eval", action="store_true", help="no evaluation at the end")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs with a step budget repeat exactly)")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the field")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import methods
     from ..train.config import TrainConfig
     from ..train.trainer import LOG_NAME, Trainer
 
     steps = args.steps if args.steps is not None else (UNLIMITED_STEPS if args.minutes > 0 else TrainConfig.steps)
     try:
+        spec = methods.get(args.method)
+        settings = dict(methods.parse_setting(spec.config, assignment) for assignment in args.settings)
         config = TrainConfig(
-            field=args.field,
+            method=args.method,
             steps=steps,
             minutes=args.minutes,
             device=args.device,
@@ -52,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
             downscale=args.downscale,
             background=args.background,
             compile=args.compile,
-            **({"batch_rays": args.batch_rays} if args.batch_rays else {}),
+            batch_rays=args.batch_rays,
+            samples_per_step=args.samples_per_step,
+            eval_views=0 if args.no_eval else args.eval_views,
+            settings=spec.make_config(settings),
         )
         out_dir: Path = args.out.expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from ..encodings.positional import PositionalEncoding
+from ..methods.nerf import NerfConfig
 from ..render.samplers import sample_pdf, samples_from_positions, stratified_samples
 from ..render.volume import volume_render
-from ..train.config import NerfConfig
-from .base import ModelOutput, ParameterGroup, RadianceModel, RayBundle
+from .base import MethodContext, ModelOutput, ParameterGroup, RadianceModel, RayBundle
 
 
 class NerfMLP(nn.Module):
@@ -66,8 +66,10 @@ class NerfMLP(nn.Module):
 class NerfModel(RadianceModel):
     """Coarse and fine NerfMLPs with hierarchical sampling."""
 
-    def __init__(self, config: NerfConfig) -> None:
+    def __init__(self, config: NerfConfig, context: MethodContext) -> None:
         super().__init__()
+        if context.compile == "on":
+            raise ValueError("compile=on is only supported for the ngp method")
         self.config = config
         self.coarse = NerfMLP(config)
         self.fine = NerfMLP(config)
@@ -84,7 +86,9 @@ class NerfModel(RadianceModel):
         merged_t = torch.cat([coarse_samples.t, fine_t], dim=-1).sort(dim=-1).values
         fine_samples = samples_from_positions(merged_t, rays.t_near, rays.t_far)
         fine = volume_render(self.fine, rays.origins, rays.directions, fine_samples.t, fine_samples.deltas)
-        return ModelOutput(main=fine, auxiliary=[coarse])
+        n_rays = rays.origins.shape[0]
+        samples = n_rays * (coarse_samples.t.shape[1] + fine_samples.t.shape[1])
+        return ModelOutput(main=fine, auxiliary=[coarse], samples=samples)
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self.fine.density(points)

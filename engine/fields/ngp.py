@@ -14,11 +14,11 @@ from torch import nn
 
 from ..encodings.hash_grid import HashGrid
 from ..encodings.spherical_harmonics import SphericalHarmonics
+from ..methods.ngp import NgpConfig
 from ..render.occupancy_grid import OccupancyGrid
 from ..render.samplers import RaySamples, compact_samples, march_samples
 from ..render.volume import transmittance, volume_render
-from ..train.config import NgpConfig
-from .base import ModelOutput, ParameterGroup, RadianceModel, RayBundle
+from .base import MethodContext, ModelOutput, ParameterGroup, RadianceModel, RayBundle, StepContext
 
 
 class _TruncatedExp(torch.autograd.Function):
@@ -83,10 +83,13 @@ class NgpField(nn.Module):
 class NgpModel(RadianceModel):
     """NgpField marched through an occupancy grid."""
 
-    def __init__(self, config: NgpConfig, finest_resolution: int, compile_field: bool = False) -> None:
+    def __init__(self, config: NgpConfig, context: MethodContext) -> None:
         super().__init__()
         self.config = config
-        self.field = NgpField(config, finest_resolution, compile_encoding=compile_field)
+        finest_resolution = config.finest_resolution or context.finest_resolution
+        if finest_resolution < 1:
+            raise ValueError(f"ngp needs a finest_resolution >= 1, got {finest_resolution}")
+        self.field = NgpField(config, finest_resolution, compile_encoding=context.compiles())
         marching_steps = config.marching_steps or min(1024, max(64, round(math.sqrt(3.0) * finest_resolution)))
         self.step_size = math.sqrt(3.0) / marching_steps
         # the opacity threshold per marching step, as a density: alpha = 1 - exp(-sigma * step)
@@ -119,7 +122,8 @@ class NgpModel(RadianceModel):
     def render_rays(self, rays: RayBundle, training: bool, generator: torch.Generator | None) -> ModelOutput:
         samples = self._terminate_early(rays, self._occupied_samples(rays, training, generator))
         rendered = volume_render(self.field, rays.origins, rays.directions, samples.t, samples.deltas, samples.valid)
-        return ModelOutput(main=rendered)
+        assert samples.valid is not None
+        return ModelOutput(main=rendered, samples=int(samples.valid.sum()))
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         return self.field.density(points)
@@ -127,10 +131,10 @@ class NgpModel(RadianceModel):
     def radiance(self, points: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.field(points, directions)
 
-    def before_step(self, step: int, generator: torch.Generator | None) -> None:
-        if step % self.config.occupancy_update_every == 0:
-            warming_up = step < self.config.occupancy_warmup_steps
-            self.occupancy.update(self.field.density, all_cells=warming_up, generator=generator)
+    def before_step(self, step: StepContext) -> None:
+        if step.step % self.config.occupancy_update_every == 0:
+            warming_up = step.step < self.config.occupancy_warmup_steps
+            self.occupancy.update(self.field.density, all_cells=warming_up, generator=step.generator)
 
     def parameter_groups(self) -> list[ParameterGroup]:
         return [ParameterGroup(list(self.parameters()), self.config.learning_rate, self.config.final_learning_rate)]

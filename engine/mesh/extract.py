@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ..methods import NO_SURFACE
 from .cleanup import CleanupConfig, clean_mesh
 from .colour import ViewImage, colours_along_normals, colours_from_views
 from .dense import sample_dense
@@ -46,10 +47,6 @@ class ColourSource(enum.Enum):
     FIELD = "field"  # the radiance field, volume-rendered along each vertex normal
     VIEWS = "views"  # the training images that see each vertex (the field where none does)
 
-
-# Trainer fields whose scalar is volume density, extracted by extract_radiance_mesh. A signed-distance
-# or occupancy field would come with its own path (levels.py already reads their levels).
-RADIANCE_FIELDS = ("ngp", "nerf")
 
 # Points per batch on a CPU: large enough to amortise Python overhead, small enough to stay in cache.
 CPU_BATCH_POINTS = 1 << 17
@@ -149,9 +146,9 @@ class MeshResult:
 
 
 class RadianceField(Protocol):
-    """What extraction needs from a trained radiance field (the trainer provides it), world units."""
+    """What extraction needs from a trained field (the trainer provides it), world units."""
 
-    def query_density(self, points_world: np.ndarray) -> np.ndarray: ...  # (n, 3) -> (n,)
+    def query_surface(self, points_world: np.ndarray) -> np.ndarray: ...  # (n, 3) -> (n,) of the surface kind
 
     def query_radiance(  # -> (n,) density, (n, 3) colour
         self, points_world: np.ndarray, view_dirs_world: np.ndarray
@@ -189,25 +186,26 @@ def extract_radiance_mesh(
     what: str = "the field",
     cameras: Sequence[Frame] = (),
     device: torch.device | str = "cpu",
+    kind: FieldKind = FieldKind.DENSITY,
 ) -> MeshResult:
-    """Mesh of a radiance field's density level set inside the box, coloured, cleaned, not written.
+    """Mesh of a field's level set inside the box (density, signed distance or occupancy, by ``kind``),
+    coloured, cleaned, not written.
 
     With ``settings.fill_unseen`` and ``cameras`` (the training views), space they look towards but
-    none of them sees is made solid before marching cubes (``device`` runs the rays).
+    none of them sees is made solid before marching cubes (``device`` runs the rays); density only: a
+    surface field is solid inside by construction.
     """
     started = time.perf_counter()
     box_min = np.asarray(box_min, dtype=np.float64)
     box_max = np.asarray(box_max, dtype=np.float64)
     diagonal = float(np.linalg.norm(box_max - box_min))
     level = (
-        SurfaceLevel(FieldKind.DENSITY, settings.level)
-        if settings.level is not None
-        else SurfaceLevel.default_for(FieldKind.DENSITY, diagonal)
+        SurfaceLevel(kind, settings.level) if settings.level is not None else SurfaceLevel.default_for(kind, diagonal)
     )
-    sampled = sample_field(field_queries.query_density, level, box_min, box_max, settings, batch_points)
+    sampled = sample_field(field_queries.query_surface, level, box_min, box_max, settings, batch_points)
     sampling_seconds = time.perf_counter() - started
     filled = 0
-    if settings.fill_unseen and cameras:
+    if settings.fill_unseen and cameras and kind is FieldKind.DENSITY:
         from .visibility import fill_unseen  # torch: only here, so the rest of extraction stays numpy
 
         visibility = fill_unseen(sampled, cameras, device)
@@ -256,13 +254,14 @@ def points_per_batch(device: torch.device) -> int:
 
 def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> MeshResult:
     """Mesh of a trained field (``Trainer``) in world units, not written. See :func:`extract_to_file`."""
-    field_name = trainer.config.field
-    if field_name not in RADIANCE_FIELDS:
-        raise ValueError(f"cannot extract a mesh from field {field_name!r}: known fields are {list(RADIANCE_FIELDS)}")
+    method = trainer.config.method
+    if trainer.spec.surface == NO_SURFACE:
+        raise ValueError(f"method {method!r} has no surface to extract a mesh from")
+    kind = FieldKind(trainer.spec.surface)
     box = trainer.scene_box
     batch_points = settings.batch_points or points_per_batch(trainer.device)
     cameras: list[Frame] = []
-    if settings.fill_unseen:
+    if settings.fill_unseen and kind is FieldKind.DENSITY:
         try:
             cameras = trainer.training_frames()
         except (OSError, ValueError) as error:
@@ -277,9 +276,10 @@ def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> Me
         settings,
         batch_points,
         colours_are_linear=trainer.color_space == "linear",
-        what=f"the {field_name} field",
+        what=f"the {method} field",
         cameras=cameras,
         device=trainer.device,
+        kind=kind,
     )
     if settings.colour and settings.colour_from is ColourSource.VIEWS:
         started = time.perf_counter()

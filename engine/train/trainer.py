@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,16 @@ from ..data.dataset import (
     Cameras,
     RadianceDataset,
     SceneNormalization,
-    WorldRays,
     background_colors,
     load_dataset,
     pixel_rays,
     split_indices,
 )
+from ..data.ray_source import RaySource, unit_rays
 from ..data.transforms import Frame, Intrinsics, SceneBox, read_transforms
 from ..device import pick_device
-from ..fields.base import RadianceModel, RayBundle
-from ..render.samplers import ray_box_intersection
+from ..fields.base import Method, MethodContext, OptimizerSpec, RadianceModel, StepContext
+from ..methods import DENSITY, IMAGES, NO_SURFACE, SDF
 from ..render.volume import blend_background
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -49,12 +49,14 @@ LOG_NAME = "engine.log"
 
 @dataclass
 class StepStats:
-    """One training step: loss (photometric MSE, all renders summed), PSNR of the main render in dB."""
+    """One training step: loss (what the optimiser minimised), the method's named figures (psnr...,
+    rays_per_second for image methods), the rays and field samples it evaluated, wall seconds."""
 
     step: int
     loss: float
-    psnr: float
+    figures: dict[str, float]
     rays: int
+    samples: int
     seconds: float
 
 
@@ -80,6 +82,8 @@ class RunInfo:
     def to_dict(self, config: TrainConfig) -> dict[str, Any]:
         return {
             "engine_version": __version__,
+            "method": config.method,
+            "family": config.spec.family,
             "dataset": self.dataset,
             "scene_box": {"min": list(self.scene_box.minimum), "max": list(self.scene_box.maximum)},
             "finest_resolution": self.finest_resolution,
@@ -103,31 +107,17 @@ class RunInfo:
             raise ValueError(f"{path}: not a readable run config: {error}") from error
 
 
-def build_model(config: TrainConfig, finest_resolution: int, device: torch.device) -> RadianceModel:
-    """The model of config.field. A new field adds its branch here and its config in config.py."""
-    # On CPU the compiled hash lookup measured no faster once its compilations (minutes on 2 cores, again
-    # for every new graph) are paid, so "auto" compiles on CUDA only.
-    compile_field = config.compile == "on" or (
-        config.compile == "auto" and config.field == "ngp" and device.type == "cuda"
-    )
-    if compile_field:
+def build_model(config: TrainConfig, context: MethodContext) -> Method:
+    """The model of config.method, from the registry."""
+    if context.compiles():
         # "auto" must never stop a run: where compilation fails (no C++ compiler, say) run eagerly
         torch._dynamo.config.suppress_errors = config.compile == "auto"
-    if config.field == "ngp":
-        from ..fields.ngp import NgpModel
-
-        return NgpModel(config.ngp, finest_resolution, compile_field=compile_field).to(device)
-    if config.field == "nerf":
-        from ..fields.nerf import NerfModel
-
-        if compile_field:
-            raise ValueError("compile=on is only supported for the ngp field")
-        return NerfModel(config.nerf).to(device)
-    raise ValueError(f"unknown field {config.field!r}")
+    model_class = config.spec.load_model_class()
+    return model_class(config.settings, context).to(context.device)
 
 
 class Trainer:
-    """Owns a model, its optimiser and (when training) the dataset. Build with create() or from_run()."""
+    """Owns a method's model, its optimisers and (when training) its data. Build with create() or from_run()."""
 
     def __init__(
         self,
@@ -136,8 +126,10 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         dataset: RadianceDataset | None,
+        has_alpha: bool = False,
     ) -> None:
         self.config = config
+        self.spec = config.spec
         self.info = info
         self.run_dir = run_dir
         self.device = device
@@ -147,47 +139,51 @@ class Trainer:
         self._dataset = dataset
         self.step = 0
         self.train_seconds = 0.0
+        self.stop_requested = False  # set by a signal handler: fit() saves and returns after this step
         torch.manual_seed(config.seed)
-        self.model = build_model(config, info.finest_resolution, device)
-        groups = self.model.parameter_groups()
-        self._base_rates = [group.learning_rate for group in groups]
-        self._final_rates = [group.final_learning_rate for group in groups]
-        adam_options: dict[str, Any] = {"fused": True} if device.type == "cuda" else {}
-        self.optimizer = torch.optim.Adam(
-            [{"params": group.parameters, "lr": group.learning_rate} for group in groups],
-            betas=(0.9, 0.99),
-            eps=1e-15,
-            **adam_options,
+        context = MethodContext(
+            device=device,
+            finest_resolution=info.finest_resolution,
+            has_alpha=dataset.has_alpha if dataset is not None else has_alpha,
+            compile=config.compile,
         )
+        self.model = build_model(config, context)
+        self.optimizers = {name: _make_optimizer(spec, device) for name, spec in self.model.optimizers().items()}
+        self._schedules = {name: spec for name, spec in self.model.optimizers().items()}
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
-        self._train_frames = torch.tensor(dataset.train_indices, device=device) if dataset is not None else None
+        self._source: RaySource | None = None
 
     # -- construction ----------------------------------------------------------------------------
 
     @classmethod
     def create(cls, dataset: Path, out_dir: Path, config: TrainConfig) -> Trainer:
-        """Start a run in out_dir, or resume it when out_dir holds a checkpoint (the saved model settings
-        win; steps, minutes and device come from config, so a run can be extended)."""
+        """Start a run in out_dir, or resume it when out_dir holds a checkpoint (the saved method settings
+        win; steps, minutes, device and evaluation come from config, so a run can be extended)."""
+        if config.spec.family != IMAGES:
+            raise ValueError(
+                f"method {config.method!r} trains on {config.spec.family}, not on a transforms.json dataset"
+            )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         device = pick_device(config.device)
         checkpoint_path = out_dir / CHECKPOINT_NAME
         if checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file():
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
-            saved.steps, saved.minutes, saved.device = config.steps, config.minutes, config.device
+            for name in ("steps", "minutes", "device", "eval_views", "checkpoint_minutes"):
+                setattr(saved, name, getattr(config, name))
             data = load_dataset(Path(dataset), saved.downscale).to(device)
             trainer = cls(saved, info, out_dir, device, data)
             trainer._load(checkpoint_path)
-            log.info("resumed %s at step %d from %s", saved.field, trainer.step, checkpoint_path)
+            log.info("resumed %s at step %d from %s", saved.method, trainer.step, checkpoint_path)
         else:
             data = load_dataset(Path(dataset), config.downscale).to(device)
-            finest = config.ngp.finest_resolution or data.suggested_finest_resolution()
+            finest = getattr(config.settings, "finest_resolution", 0) or data.suggested_finest_resolution()
             info = RunInfo(str(Path(dataset).resolve()), data.scene_box, finest, data.color_space)
             trainer = cls(config, info, out_dir, device, data)
             log.info(
                 "new %s run: %d training and %d held-out frames of %dx%d, %s colour, scene box %s..%s, device %s",
-                config.field,
+                config.method,
                 len(data.train_indices),
                 len(data.holdout_indices),
                 data.width,
@@ -206,7 +202,8 @@ class Trainer:
         run_dir = Path(run_dir)
         info, config = RunInfo.read(run_dir / CONFIG_NAME)
         config.device = device
-        trainer = cls(config, info, run_dir, pick_device(device), dataset=None)
+        has_alpha = _dataset_has_alpha(Path(info.dataset))
+        trainer = cls(config, info, run_dir, pick_device(device), dataset=None, has_alpha=has_alpha)
         trainer._load(run_dir / CHECKPOINT_NAME)
         return trainer
 
@@ -214,8 +211,15 @@ class Trainer:
     def dataset(self) -> RadianceDataset:
         if self._dataset is None:
             self._dataset = load_dataset(Path(self.info.dataset), self.config.downscale).to(self.device)
-            self._train_frames = torch.tensor(self._dataset.train_indices, device=self.device)
         return self._dataset
+
+    @property
+    def source(self) -> RaySource:
+        if self._source is None:
+            self._source = RaySource(
+                self.dataset, self.config.background, self.config.batch_rays, self.config.samples_per_step, self.device
+            )
+        return self._source
 
     def training_frames(self) -> list[Frame]:
         """The cameras the field was trained from, read from the dataset's transforms without its images."""
@@ -234,76 +238,100 @@ class Trainer:
             return True
         return self.config.minutes > 0 and self.train_seconds >= self.config.minutes * 60.0
 
-    def learning_rate(self, base: float, final: float) -> float:
+    def budget_fraction(self) -> float:
+        """How much of the budget is used, 0..1: steps or minutes, whichever is further along."""
+        fraction = self.step / self.config.steps
+        if self.config.minutes > 0:
+            fraction = max(fraction, self.train_seconds / (self.config.minutes * 60.0))
+        return min(1.0, fraction)
+
+    def learning_rate(self, base: float, final: float, warmup: bool = True) -> float:
         """Linear warm-up to base, then exponential decay from base to final at the end of the budget
         (steps or minutes, whichever is further along)."""
-        warmup = self.config.warmup_steps
-        if self.step < warmup:
-            return base * (self.step + 1) / warmup
-        progress = (self.step - warmup) / max(1, self.config.steps - warmup)
+        warmup_steps = self.config.warmup_steps if warmup else 0
+        if self.step < warmup_steps:
+            return base * (self.step + 1) / warmup_steps
+        progress = (self.step - warmup_steps) / max(1, self.config.steps - warmup_steps)
         if self.config.minutes > 0:
             progress = max(progress, self.train_seconds / (self.config.minutes * 60.0))
         return base * (final / base) ** min(1.0, progress)
 
     def train_step(self) -> StepStats:
-        """One optimiser step on config.batch_rays random rays from all training images."""
+        """One step: the method's housekeeping, a batch from the data source, the method's losses, the
+        optimiser step(s)."""
         started = time.perf_counter()
-        dataset = self.dataset
-        assert self._train_frames is not None
         self.model.train()
-        self.model.before_step(self.step, self.generator)
-        for group, base, final in zip(self.optimizer.param_groups, self._base_rates, self._final_rates, strict=True):
-            group["lr"] = self.learning_rate(base, final)
-
-        n_rays = self.config.batch_rays
-        pixels_per_frame = dataset.height * dataset.width
-        pick = torch.randint(
-            0, len(self._train_frames) * pixels_per_frame, (n_rays,), generator=self.generator, device=self.device
+        step = StepContext(
+            step=self.step, fraction=self.budget_fraction(), generator=self.generator, optimize=self._optimize
         )
-        frames = self._train_frames[pick // pixels_per_frame]
-        pixel = pick % pixels_per_frame
-        rows, columns = pixel // dataset.width, pixel % dataset.width
-        rays = pixel_rays(dataset.cameras, frames, columns, rows)
-        background = background_colors(self.config.background, n_rays, self.generator, self.device)
-        alpha = dataset.alpha[frames, rows, columns, None]
-        target = dataset.premultiplied[frames, rows, columns] + (1.0 - alpha) * background
+        self.model.before_step(step)
+        for name, optimizer in self.optimizers.items():
+            spec = self._schedules[name]
+            for group, schedule in zip(optimizer.param_groups, spec.groups, strict=True):
+                group["lr"] = self.learning_rate(schedule.learning_rate, schedule.final_learning_rate, spec.warmup)
 
+        source = self.source
+        batch = source.next_batch(self.generator)
         with self._autocast():
-            output = self.model.render_rays(self._unit_rays(rays), training=True, generator=self.generator)
-        errors = [
-            torch.mean((blend_background(rendered.rgb.float(), rendered.opacity.float(), background) - target) ** 2)
-            for rendered in [output.main, *output.auxiliary]
-        ]
-        main_mse = errors[0]
-        loss = torch.stack(errors).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+            result = self.model.training_step(batch, step)
+        if result.loss is not None:
+            if self.model.manual_optimization:
+                raise RuntimeError(f"{self.config.method} optimises itself but returned a loss for the trainer")
+            (only,) = self.optimizers  # a method with several optimisers steps them itself
+            self._optimize(only, result.loss)
+        source.record(result.samples)
 
         self.step += 1
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
-        mse = float(main_mse.detach())
+        figures = {name: float(value) for name, value in result.figures.items()}
+        figures["rays_per_second"] = batch.target.shape[0] / max(seconds, 1e-9)
+        loss = float(result.loss.detach()) if result.loss is not None else float(figures.get("loss", 0.0))
+        n_rays = batch.target.shape[0]
         stats = StepStats(
-            step=self.step,
-            loss=float(loss.detach()),
-            psnr=-10.0 * math.log10(max(mse, 1e-12)),
-            rays=n_rays,
-            seconds=seconds,
+            step=self.step, loss=loss, figures=figures, rays=n_rays, samples=result.samples, seconds=seconds
         )
         if self.step % self.config.log_every == 0:
-            learning_rate = self.optimizer.param_groups[0]["lr"]
-            record = {"event": "train", **stats.__dict__, "train_seconds": self.train_seconds, "lr": learning_rate}
+            learning_rate = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+            record = {
+                "event": "train",
+                "step": self.step,
+                "loss": loss,
+                **figures,
+                "rays": batch.target.shape[0],
+                "samples": result.samples,
+                "seconds": seconds,
+                "train_seconds": self.train_seconds,
+                "lr": learning_rate,
+            }
             self._append_metrics(record)
         return stats
 
+    def _optimize(self, name: str, loss: torch.Tensor) -> None:
+        if name not in self.optimizers:
+            raise KeyError(f"{self.config.method} has no optimiser {name!r}; it has {', '.join(self.optimizers)}")
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def checkpoint_due(self, last_checkpoint_seconds: float) -> bool:
+        """Every checkpoint_every steps, and after checkpoint_minutes of training since the last one."""
+        if self.step % self.config.checkpoint_every == 0:
+            return True
+        interval = self.config.checkpoint_minutes * 60.0
+        return interval > 0 and self.train_seconds - last_checkpoint_seconds >= interval
+
     def fit(self, progress: bool = True) -> dict[str, Any]:
-        """Train until the budget is used, checkpointing on the way; then save and evaluate."""
+        """Train until the budget is used (or stop_requested), checkpointing on the way; then save and
+        evaluate config.eval_views held-out views."""
         last_print = 0.0
-        while not self.is_done():
+        last_checkpoint = self.train_seconds
+        while not self.is_done() and not self.stop_requested:
             stats = self.train_step()
-            if self.step % self.config.checkpoint_every == 0:
+            if self.checkpoint_due(last_checkpoint):
                 self.save_checkpoint()
+                last_checkpoint = self.train_seconds
             now = time.perf_counter()
             if progress and (now - last_print > 0.5 or self.is_done()):
                 last_print = now
@@ -311,13 +339,21 @@ class Trainer:
         if progress:
             sys.stderr.write("\n")
         self.save_checkpoint()
-        return self.evaluate()
+        if self.stop_requested:
+            return {"step": self.step, "train_seconds": self.train_seconds, "stopped": True}
+        return self.evaluate(limit=self.config.eval_views, on_view=_evaluation_bar if progress else None)
 
     # -- outputs ---------------------------------------------------------------------------------
+
+    def _radiance_model(self) -> RadianceModel:
+        if not isinstance(self.model, RadianceModel):
+            raise ValueError(f"method {self.config.method!r} does not render rays")
+        return self.model
 
     @torch.no_grad()
     def render(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
         """Render a pinhole camera (world pose, Blender convention) in chunks of config.render_chunk_rays."""
+        model = self._radiance_model()
         matrix = np.asarray(camera_to_world, dtype=np.float64)
         if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
             raise ValueError(f"camera_to_world must be a finite 4x4 matrix, got shape {matrix.shape}")
@@ -331,12 +367,12 @@ class Trainer:
         camera_index = torch.zeros_like(rows)
         background = self._evaluation_background()
         rgb, depth, opacity = [], [], []
-        self.model.eval()
+        model.eval()
         for start in range(0, rows.numel(), self.config.render_chunk_rays):
             chunk = slice(start, start + self.config.render_chunk_rays)
             rays = pixel_rays(cameras, camera_index[chunk], columns[chunk], rows[chunk])
             with self._autocast():
-                output = self.model.render_rays(self._unit_rays(rays), training=False, generator=None).main
+                output = model.render_rays(unit_rays(rays, self.normalization), training=False, generator=None).main
             rgb.append(blend_background(output.rgb.float(), output.opacity.float(), background).clamp(0.0, 1.0))
             # unit-cube distance along a unit direction -> world distance -> depth along the viewing axis
             depth.append(output.depth.float() * self.normalization.size / rays.directions.norm(dim=-1))
@@ -347,14 +383,23 @@ class Trainer:
             opacity=torch.cat(opacity).view(height, width).cpu().numpy().astype(np.float32),
         )
 
-    def evaluate(self, frame_indices: list[int] | None = None) -> dict[str, Any]:
+    def evaluate(
+        self,
+        frame_indices: list[int] | None = None,
+        limit: int = -1,
+        on_view: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
         """PSNR and SSIM of renders of held-out frames (or the given frame indices) against their images
-        over the evaluation background. Returns {"step", "background", "views": [...], "psnr", "ssim"}."""
+        over the evaluation background; at most ``limit`` views spread over them (-1: all, 0: none).
+        on_view(done, total) is told after each view. Returns {"step", "background", "views": [...],
+        "psnr", "ssim"}."""
         dataset = self.dataset
         indices = dataset.holdout_indices if frame_indices is None else frame_indices
+        if limit >= 0 and len(indices) > limit:
+            indices = [indices[round(i * len(indices) / limit)] for i in range(limit)] if limit else []
         background = self._evaluation_background()
         views = []
-        for index in indices:
+        for done, index in enumerate(indices):
             if not 0 <= index < len(dataset.frames):
                 raise ValueError(f"frame index {index} is outside the dataset's {len(dataset.frames)} frames")
             frame = dataset.frames[index]
@@ -363,6 +408,8 @@ class Trainer:
             prediction = torch.from_numpy(rendered.rgb)
             quality = {"psnr": psnr(prediction, expected), "ssim": ssim(prediction, expected)}
             views.append({"frame": index, "name": frame.name, **quality})
+            if on_view is not None:
+                on_view(done + 1, len(indices))
         result: dict[str, Any] = {
             "step": self.step,
             "train_seconds": self.train_seconds,
@@ -376,23 +423,38 @@ class Trainer:
         return result
 
     @torch.no_grad()
-    def query_density(self, points_world: np.ndarray) -> np.ndarray:
-        """(n, 3) world points -> (n,) volume density per world unit; 0 outside the scene box's cube."""
+    def query_surface(self, points_world: np.ndarray) -> np.ndarray:
+        """(n, 3) world points -> (n,) the method's surface scalar in world units: density per world unit
+        (0 outside the scene box's cube), signed distance in world units, or occupancy probability."""
+        kind = self.spec.surface
+        if kind == NO_SURFACE:
+            raise ValueError(f"method {self.config.method!r} has no surface to extract")
         points = self._points_to_unit(points_world)
         inside = ((points >= 0.0) & (points <= 1.0)).all(dim=-1)
-        densities = torch.zeros(points.shape[0], device=self.device)
+        values = torch.zeros(points.shape[0], device=self.device)
         self.model.eval()
         for start in range(0, points.shape[0], self.config.render_chunk_rays * 16):
             chunk = slice(start, start + self.config.render_chunk_rays * 16)
             with self._autocast():
-                densities[chunk] = self.model.density(points[chunk].clamp(0.0, 1.0)).float()
-        # the model's density is per unit-cube length; a world unit is 1 / size of that
-        return (torch.where(inside, densities, 0.0) / self.normalization.size).cpu().numpy()
+                values[chunk] = self.model.surface(points[chunk].clamp(0.0, 1.0)).float().reshape(-1)
+        if kind == DENSITY:
+            # the model's density is per unit-cube length; a world unit is 1 / size of that
+            return (torch.where(inside, values, 0.0) / self.normalization.size).cpu().numpy()
+        if kind == SDF:
+            return (values * self.normalization.size).cpu().numpy()
+        return values.cpu().numpy()
+
+    def query_density(self, points_world: np.ndarray) -> np.ndarray:
+        """(n, 3) world points -> (n,) volume density per world unit; 0 outside the scene box's cube."""
+        if self.spec.surface != DENSITY:
+            raise ValueError(f"method {self.config.method!r} has a {self.spec.surface} surface, not a density")
+        return self.query_surface(points_world)
 
     @torch.no_grad()
     def query_radiance(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n, 3) world points and (n, 3) viewing directions (any length) -> (n,) density per world unit (0
         outside the scene box's cube) and (n, 3) colour 0..1, from one pass through the field."""
+        model = self._radiance_model()
         points = self._points_to_unit(points_world)
         inside = ((points >= 0.0) & (points <= 1.0)).all(dim=-1)
         directions = torch.as_tensor(np.asarray(view_dirs_world, dtype=np.float32), device=self.device)
@@ -401,11 +463,11 @@ class Trainer:
         directions = directions / directions.norm(dim=-1, keepdim=True).clamp(min=1e-12)
         densities = torch.zeros(points.shape[0], device=self.device)
         colours = torch.zeros_like(points)
-        self.model.eval()
+        model.eval()
         for start in range(0, points.shape[0], self.config.render_chunk_rays * 16):
             chunk = slice(start, start + self.config.render_chunk_rays * 16)
             with self._autocast():
-                density, colour = self.model.radiance(points[chunk].clamp(0.0, 1.0), directions[chunk])
+                density, colour = model.radiance(points[chunk].clamp(0.0, 1.0), directions[chunk])
             densities[chunk], colours[chunk] = density.float().reshape(-1), colour.float()
         densities = torch.where(inside, densities, 0.0) / self.normalization.size
         return densities.cpu().numpy(), colours.cpu().numpy()
@@ -415,10 +477,11 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write checkpoint.pt atomically; returns its path."""
         payload = {
+            "method": self.config.method,
             "step": self.step,
             "train_seconds": self.train_seconds,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "generator": self.generator.get_state(),
         }
         path = save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
@@ -427,19 +490,26 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         payload = load_checkpoint(path, self.device)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        missing = [key for key in ("model", "step", "train_seconds", "generator") if key not in payload]
+        if missing:
+            raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise ValueError(
+                f"{path}: the checkpoint does not fit the {self.config.method} model of {self.run_dir / CONFIG_NAME} "
+                f"(were its settings changed?): {error}"
+            ) from error
+        # checkpoints of engine 0.1 hold one "optimizer"
+        states = payload.get("optimizers") or ({"main": payload["optimizer"]} if "optimizer" in payload else {})
+        for name, optimizer in self.optimizers.items():
+            if name in states:
+                optimizer.load_state_dict(states[name])
         self.generator.set_state(payload["generator"].cpu())
         self.step = int(payload["step"])
         self.train_seconds = float(payload["train_seconds"])
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _unit_rays(self, rays: WorldRays) -> RayBundle:
-        origins = self.normalization.to_unit(rays.origins)
-        directions = rays.directions / rays.directions.norm(dim=-1, keepdim=True)
-        t_near, t_far = ray_box_intersection(origins, directions)
-        return RayBundle(origins=origins, directions=directions, t_near=t_near, t_far=t_far)
 
     def _points_to_unit(self, points_world: np.ndarray) -> torch.Tensor:
         points = np.asarray(points_world, dtype=np.float32)
@@ -463,18 +533,43 @@ class Trainer:
             stream.write(json.dumps(record) + "\n")
 
 
+def _make_optimizer(spec: OptimizerSpec, device: torch.device) -> torch.optim.Optimizer:
+    groups = [{"params": group.parameters, "lr": group.learning_rate} for group in spec.groups]
+    if spec.kind == "adam":
+        options: dict[str, Any] = {"betas": (0.9, 0.99), "eps": 1e-15}
+        if device.type == "cuda":
+            options["fused"] = True
+        return torch.optim.Adam(groups, **{**options, **spec.options})
+    if spec.kind == "rmsprop":
+        return torch.optim.RMSprop(groups, **spec.options)
+    raise ValueError(f"unknown optimiser kind {spec.kind!r}; adam or rmsprop")
+
+
+def _dataset_has_alpha(path: Path) -> bool:
+    try:
+        return read_transforms(path).has_alpha
+    except (OSError, ValueError):
+        return False
+
+
 def _progress_bar(trainer: Trainer, stats: StepStats) -> None:
-    config = trainer.config
-    fraction = trainer.step / config.steps
-    if config.minutes > 0:
-        fraction = max(fraction, trainer.train_seconds / (config.minutes * 60.0))
-    fraction = min(1.0, fraction)
-    filled = int(30 * fraction)
-    sys.stderr.write(
-        f"\r{config.field} [{'#' * filled}{'.' * (30 - filled)}] step {trainer.step} "
-        f"loss {stats.loss:.5f} psnr {stats.psnr:5.2f} dB  {stats.rays / max(stats.seconds, 1e-9):8.0f} rays/s "
-        f"{trainer.train_seconds:6.0f} s"
+    filled = int(30 * trainer.budget_fraction())
+    figures = {figure.name: figure for figure in trainer.spec.all_figures}
+    shown = "  ".join(
+        figures[name].text(value) for name, value in stats.figures.items() if name in figures and name != "loss"
     )
+    sys.stderr.write(
+        f"\r{trainer.config.method} [{'#' * filled}{'.' * (30 - filled)}] step {trainer.step} "
+        f"loss {stats.loss:.5f}  {shown}  {trainer.train_seconds:6.0f} s"
+    )
+    sys.stderr.flush()
+
+
+def _evaluation_bar(done: int, total: int) -> None:
+    filled = int(30 * done / max(1, total))
+    sys.stderr.write(f"\revaluate [{'#' * filled}{'.' * (30 - filled)}] view {done}/{total}")
+    if done == total:
+        sys.stderr.write("\n")
     sys.stderr.flush()
 
 

@@ -8,7 +8,7 @@ from tests.conftest import addon_module
 
 
 def test_scene_settings_survive_a_new_file(empty_scene: bpy.types.Scene) -> None:
-    assert empty_scene.fieldwork.field == "ngp"  # type: ignore[attr-defined]
+    assert empty_scene.fieldwork.method == "ngp"  # type: ignore[attr-defined]
     preferences = addon_module("preferences").get_preferences()
     assert preferences.engine_python
 

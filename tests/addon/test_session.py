@@ -33,7 +33,7 @@ FAST_SETTINGS = {
     "compile": "off",
     "log_every": 1000,
     "checkpoint_every": 100000,
-    "ngp": {"levels": 4, "log2_table_size": 12, "marching_steps": 32, "occupancy_resolution": 16},
+    "settings": {"levels": 4, "log2_table_size": 12, "marching_steps": 32, "occupancy_resolution": 16},
 }
 # A run that has not shown what a test waits for by then is killed, which fails the test with the engine's log.
 TEST_DEADLINE_S = 150.0

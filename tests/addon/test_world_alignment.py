@@ -38,7 +38,8 @@ class TrainedRun:
 
 @pytest.fixture(scope="module")
 def trained_run(fieldwork_addon: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    from engine.train.config import NerfConfig, TrainConfig
+    from engine.methods.nerf import NerfConfig
+    from engine.train.config import TrainConfig
     from engine.train.trainer import Trainer
     from scripts.scenes import CAMERA_LENS_MM, CAMERA_SENSOR_MM, build_object_scene
 
@@ -74,7 +75,7 @@ def trained_run(fieldwork_addon: str, tmp_path_factory: pytest.TempPathFactory) 
         final_learning_rate=5e-4,
     )
     config = TrainConfig(
-        field="nerf", steps=STEPS, device="cpu", compile="off", batch_rays=192, warmup_steps=10, nerf=small_nerf
+        method="nerf", steps=STEPS, device="cpu", compile="off", batch_rays=192, warmup_steps=10, settings=small_nerf
     )
     trainer = Trainer.create(dataset, out / "run", config)
     while not trainer.is_done():

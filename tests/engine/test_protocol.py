@@ -33,7 +33,7 @@ EXAMPLES: dict[str, protocol.Message] = {
     "extract": protocol.Extract(out_path="/o/mesh.ply", resolution=64),
     "shutdown": protocol.Shutdown(),
     "welcome": protocol.Welcome(engine_version="0.1.0", torch_version="2.x", device="cpu", pid=42, session_id="abc"),
-    "progress": protocol.Progress(step=3, total_steps=10, loss=0.25, psnr=18.5, rays_per_second=1e5, preview_s=0.5),
+    "progress": protocol.Progress(step=3, total_steps=10, figures={"loss": 0.25, "psnr": 18.5}, preview_s=0.5),
     "preview_frame": protocol.PreviewFrame(width=2, height=3, step=4, view_id=3, payload=bytes(range(24))),
     "log": protocol.Log(level="info", message="hello"),
     "warning": protocol.Warning(message="careful"),
@@ -138,8 +138,15 @@ def test_invalid_message_is_skipped_and_stream_goes_on(header: dict | bytes, mat
 
 
 def test_wrong_version_is_a_clear_exception() -> None:
-    with pytest.raises(protocol.ProtocolError, match="speaks Fieldwork protocol 99.*this side speaks 1"):
+    with pytest.raises(protocol.ProtocolError, match="speaks Fieldwork protocol 99.*this side speaks 2"):
         protocol.check_version(99, "the add-on")
+
+
+def test_a_protocol_1_progress_is_refused_naming_its_old_fields() -> None:
+    # protocol 1 reported fixed loss/psnr/rays_per_second fields; 2 has a dict of the method's figures
+    old = {"type": "progress", "step": 3, "total_steps": 10, "loss": 0.1, "psnr": 20.0, "rays_per_second": 5.0}
+    with pytest.raises(protocol.MessageError, match="unknown field.*loss, psnr, rays_per_second.*speaks 2"):
+        protocol.decode_header(old)
 
 
 def test_importing_the_protocol_does_not_import_torch() -> None:

@@ -274,7 +274,7 @@ FAST_SETTINGS = {
     "compile": "off",
     "log_every": 1000,
     "checkpoint_every": 100000,
-    "ngp": {"levels": 4, "log2_table_size": 12, "marching_steps": 32, "occupancy_resolution": 16},
+    "settings": {"levels": 4, "log2_table_size": 12, "marching_steps": 32, "occupancy_resolution": 16},
 }
 
 

@@ -42,7 +42,7 @@ def test_quick_demo_writes_every_output(tmp_path: Path) -> None:
 
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "ok"
-    assert report["settings"]["field"] == "ngp"
+    assert report["settings"]["method"] == "ngp"
     assert report["engine"]["device"] == "cpu"
     for figure in ("psnr", "ssim", "chamfer_l1", "f_score"):
         assert isinstance(report["metrics"][figure], float), figure

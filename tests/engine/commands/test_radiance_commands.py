@@ -33,7 +33,7 @@ def test_train_render_eval(tmp_path: Path) -> None:
     dataset = make_sphere_dataset(tmp_path / "sphere", n_views=10, size=12)
     run_dir = tmp_path / "run"
     trained = run_engine(
-        "train", str(dataset), "--field", "ngp", "--steps", "30", "--out", str(run_dir), "--compile", "off", "--quiet"
+        "train", str(dataset), "--method", "ngp", "--steps", "30", "--out", str(run_dir), "--compile", "off", "--quiet"
     )
     assert trained.returncode == 0, trained.stderr
     result = json.loads(trained.stdout)

@@ -28,13 +28,13 @@ class FoggySphere:
 
     peak, sharpness = 200.0, 40.0
 
-    def query_density(self, points_world: np.ndarray) -> np.ndarray:
+    def query_surface(self, points_world: np.ndarray) -> np.ndarray:
         return self.peak / (1.0 + np.exp(np.clip(self.sharpness * SPHERE.signed_distance(points_world), -50, 50)))
 
     def query_radiance(self, points_world: np.ndarray, view_dirs_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert np.allclose(np.linalg.norm(view_dirs_world, axis=1), 1.0, atol=1e-5)
         red = np.clip((points_world[:, 0] - 2.5) / 1.2, 0.0, 1.0)
-        return self.query_density(points_world), np.stack([red, 1.0 - red, np.full_like(red, 0.5)], axis=1)
+        return self.query_surface(points_world), np.stack([red, 1.0 - red, np.full_like(red, 0.5)], axis=1)
 
     def level_radius(self, threshold: float) -> float:
         return SPHERE.radius - math.log(threshold / (self.peak - threshold)) / self.sharpness
@@ -78,9 +78,9 @@ def test_a_hollow_field_gives_one_solid_seen_from_its_cameras() -> None:
     class HollowSphere(FoggySphere):
         """Dense only in a shell 0.15 thick under the surface: what a trained field leaves behind it."""
 
-        def query_density(self, points_world: np.ndarray) -> np.ndarray:
+        def query_surface(self, points_world: np.ndarray) -> np.ndarray:
             radius = np.linalg.norm(points_world - SPHERE.centre, axis=1)
-            return super().query_density(points_world) * (radius > SPHERE.radius - 0.15)
+            return super().query_surface(points_world) * (radius > SPHERE.radius - 0.15)
 
     centre, half_size = 0.5 * (BOX_MIN + BOX_MAX), 0.5 * float(np.max(BOX_MAX - BOX_MIN))
     cameras = cameras_around(centre, half_size, 16)
@@ -95,7 +95,7 @@ def test_a_hollow_field_gives_one_solid_seen_from_its_cameras() -> None:
 
 def test_empty_field_says_so_and_names_the_level() -> None:
     class EmptySpace(FoggySphere):
-        def query_density(self, points_world: np.ndarray) -> np.ndarray:
+        def query_surface(self, points_world: np.ndarray) -> np.ndarray:
             return np.zeros(len(points_world))
 
     message = r"the field has nothing above the surface level \(density 50 per world unit\)"

@@ -15,10 +15,13 @@ import pytest
 import torch
 
 from engine.data.transforms import Intrinsics
+from engine.fields.base import MethodContext
 from engine.fields.nerf import NerfModel
 from engine.mesh.cleanup import face_components
 from engine.mesh.extract import ExtractSettings, extract_mesh_from_trainer
-from engine.train.config import NerfConfig, NgpConfig, TrainConfig
+from engine.methods.nerf import NerfConfig
+from engine.methods.ngp import NgpConfig
+from engine.train.config import TrainConfig
 from engine.train.trainer import Trainer
 from tests.engine.sphere_dataset import look_at, make_sphere_dataset
 
@@ -27,9 +30,15 @@ TINY_NGP = NgpConfig(log2_table_size=14)
 TINY_NERF = NerfConfig(hidden_width=32, coarse_samples=16, fine_samples=16)
 
 
+TINY_SETTINGS = {"ngp": TINY_NGP, "nerf": TINY_NERF}
+CPU = MethodContext(device=torch.device("cpu"), finest_resolution=64)
+
+
 def tiny_config(**changes: object) -> TrainConfig:
     values: dict = {"steps": 150, "batch_rays": 256, "warmup_steps": 20, "compile": "off", "log_every": 10}
-    values.update({"ngp": TINY_NGP, "nerf": TINY_NERF}, **changes)
+    values.update(changes)
+    method = str(values.get("method", "ngp"))
+    values.setdefault("settings", TINY_SETTINGS.get(method))
     return TrainConfig(**values)
 
 
@@ -52,7 +61,7 @@ def test_ngp_training_raises_held_out_psnr_above_a_floor(sphere_dataset: Path, t
     before = trainer.evaluate()["psnr"]
     while not trainer.is_done():
         stats = trainer.train_step()
-    assert trainer.step == 150 and stats.rays == 256
+    assert trainer.step == 150 and stats.figures["rays_per_second"] > 0
     after = trainer.evaluate()
     # untrained: a grey haze over white, about 10 dB. 150 steps on 21 views of 16x16 pixels fit the training
     # views far better (about 27 dB) than they generalise, but the held-out views must clearly improve.
@@ -148,11 +157,11 @@ def test_resume_gives_the_same_parameters(sphere_dataset: Path, tmp_path: Path) 
         assert torch.equal(value, reloaded.model.state_dict()[name]), name
 
 
-@pytest.mark.parametrize("field", ["ngp", "nerf"])
+@pytest.mark.parametrize("method", ["ngp", "nerf"])
 def test_a_camera_that_sees_nothing_of_the_box_renders_background(
-    field: str, sphere_dataset: Path, tmp_path: Path
+    method: str, sphere_dataset: Path, tmp_path: Path
 ) -> None:
-    trainer = Trainer.create(sphere_dataset, tmp_path / field, tiny_config(field=field, steps=2))
+    trainer = Trainer.create(sphere_dataset, tmp_path / method, tiny_config(method=method, steps=2))
     while not trainer.is_done():
         stats = trainer.train_step()
     assert np.isfinite(stats.loss)
@@ -166,7 +175,7 @@ def test_a_camera_that_sees_nothing_of_the_box_renders_background(
 
 
 def test_nerf_is_the_papers_network() -> None:
-    model = NerfModel(NerfConfig())
+    model = NerfModel(NerfConfig(), CPU)
     trunk = model.coarse.trunk
     # gamma(x) with L=10: 3 + 3 * 2 * 10 = 63 inputs; gamma(d) with L=4: 27
     assert len(trunk) == 8 and trunk[0].in_features == 63
@@ -177,16 +186,22 @@ def test_nerf_is_the_papers_network() -> None:
     assert model.coarse is not model.fine
     # A skip after the last layer would leave nothing to take the wider input.
     with pytest.raises(ValueError, match="skip_layer < hidden_layers - 1, got skip_layer 2"):
-        NerfModel(NerfConfig(hidden_layers=3, skip_layer=2))
+        NerfModel(NerfConfig(hidden_layers=3, skip_layer=2), CPU)
 
 
 def test_bad_config_values_are_named() -> None:
-    with pytest.raises(ValueError, match="unknown field 'nerff'"):
-        TrainConfig(field="nerff")
-    with pytest.raises(ValueError, match="batch_rays must be >= 1, got 0"):
-        TrainConfig(batch_rays=0)
-    with pytest.raises(ValueError, match="unknown train config keys: stepz"):
+    with pytest.raises(ValueError, match="unknown method 'nerff'; choose one of ngp, nerf"):
+        TrainConfig(method="nerff")
+    with pytest.raises(ValueError, match="batch_rays must be >= 0 .*, got -5"):
+        TrainConfig(batch_rays=-5)
+    with pytest.raises(ValueError, match="minutes must be a finite number >= 0 .*, got nan"):
+        TrainConfig(minutes=float("nan"))
+    with pytest.raises(ValueError, match="unknown train config key 'stepz'"):
         TrainConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError, match="ngp setting 'levels' must be a whole number, got '16'"):
+        TrainConfig.from_dict({"method": "ngp", "settings": {"levels": "16"}})
+    with pytest.raises(ValueError, match="train config key 'seed' must be a whole number, got 'abc'"):
+        TrainConfig.from_dict({"seed": "abc"})
 
 
 def test_learning_rate_warms_up_then_decays_to_the_final_rate(sphere_dataset: Path, tmp_path: Path) -> None:
