@@ -32,7 +32,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scene", help="scene name (default: the file's active scene)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--objects", nargs="+", metavar="NAME", help="objects to export, one shape each")
-    which.add_argument("--collection", help="export every object in this collection (a shape collection)")
+    which.add_argument(
+        "--collection", help="export every object in this collection (a shape collection; 'Scene Collection': all)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a shape dataset already in --out")
     return parser.parse_args(argv)
 
@@ -57,6 +59,8 @@ def main(argv: list[str]) -> int:
             objects = [bpy.data.objects[name] for name in args.objects]
         elif args.collection:
             collection = bpy.data.collections.get(args.collection)
+            if collection is None and args.collection == scene.collection.name:
+                collection = scene.collection  # "Scene Collection" is no bpy.data collection
             if collection is None:
                 raise ShapeError(f"no collection named {args.collection!r}")
         path, notes = shapes.export_shapes(

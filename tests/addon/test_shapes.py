@@ -159,3 +159,22 @@ def test_bad_input_names_the_object_and_writes_nothing(empty_scene, tmp_path: Pa
         shapes.export_shapes(tmp_path / "shapes")
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_export_shapes_operator_writes_the_selection_and_reports_bad_input(empty_scene, tmp_path: Path) -> None:
+    import bpy
+
+    cube = _cube("Good", (1.0, 0.0, 0.0), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    bpy.ops.object.select_all(action="DESELECT")
+    cube.select_set(True)
+
+    assert bpy.ops.fieldwork.export_shapes(directory=str(tmp_path / "shapes")) == {"FINISHED"}
+    assert read_shape_dataset(tmp_path / "shapes").names() == ["Good"]
+    with pytest.raises(RuntimeError, match="already holds a shape dataset"):
+        bpy.ops.fieldwork.export_shapes(directory=str(tmp_path / "shapes"))
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    empty_scene.collection.objects.link(camera)
+    camera.select_set(True)
+    with pytest.raises(RuntimeError, match="object 'Camera' is a camera"):
+        bpy.ops.fieldwork.export_shapes(directory=str(tmp_path / "other"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["shapes"]
