@@ -57,7 +57,9 @@ with one factor and a mesh goes back to world space exactly):
   winding > 0.5) and signed distances (libigl's exact point-to-triangle distance, negative inside,
   DeepSDF's convention).
 
-They are cached in ``cache/`` keyed by the settings and the shape file's content.
+They are cached in ``cache/`` keyed by the settings and the shape file's content. A shape collection
+trained together can share one normalisation (:func:`collection_normalization`, the union of the
+boxes) so its shapes keep their relative sizes and places.
 """
 
 from __future__ import annotations
@@ -584,11 +586,21 @@ class ShapeSamples:
     uniform_count: int = 0  # points[:uniform_count] are the uniform ones
 
 
-def sample_shape(geometry: ShapeGeometry, config: ShapeSampleConfig | None = None, name: str = "shape") -> ShapeSamples:
-    """Make a shape's training samples (no cache): see the module docstring."""
+def sample_shape(
+    geometry: ShapeGeometry,
+    config: ShapeSampleConfig | None = None,
+    name: str = "shape",
+    normalization: ShapeNormalization | None = None,
+) -> ShapeSamples:
+    """Make a shape's training samples (no cache): see the module docstring.
+
+    normalization: default the shape's own padded box; a shape collection trained together can pass
+    one for all (:func:`collection_normalization`) so the shapes keep their relative sizes and places.
+    """
     config = config or ShapeSampleConfig()
-    low, high = geometry.box
-    normalization = ShapeNormalization.from_box(low, high, config.padding, name)
+    if normalization is None:
+        low, high = geometry.box
+        normalization = ShapeNormalization.from_box(low, high, config.padding, name)
     rng = np.random.default_rng(config.seed)
     vertices = normalization.to_unit(geometry.vertices)
     if geometry.faces is None:
@@ -676,21 +688,35 @@ def _igl() -> Any:
 _SAMPLE_ARRAYS = ("surface_points", "surface_normals", "points", "occupancy", "sdf")
 
 
-def shape_samples(dataset: ShapeDataset, entry: ShapeEntry, config: ShapeSampleConfig | None = None) -> ShapeSamples:
-    """A shape's samples from ``<dataset>/cache/`` when made before with these settings and this shape file, else
-    made now and cached (an atomic write; a read-only dataset folder just goes uncached)."""
+def collection_normalization(dataset: ShapeDataset, padding: float = 0.1) -> ShapeNormalization:
+    """One normalisation for every shape of a dataset: the padded union of their boxes."""
+    low = np.min([entry.box_min for entry in dataset.shapes], axis=0)
+    high = np.max([entry.box_max for entry in dataset.shapes], axis=0)
+    return ShapeNormalization.from_box(low, high, padding, dataset.collection or str(dataset.root))
+
+
+def shape_samples(
+    dataset: ShapeDataset,
+    entry: ShapeEntry,
+    config: ShapeSampleConfig | None = None,
+    normalization: ShapeNormalization | None = None,
+) -> ShapeSamples:
+    """A shape's samples (:func:`sample_shape`) from ``<dataset>/cache/`` when made before with these settings
+    and this shape file, else made now and cached (an atomic write; a read-only dataset folder just goes
+    uncached)."""
     config = config or ShapeSampleConfig()
     shape_file = dataset.root / entry.file
     try:
         content = hashlib.sha256(shape_file.read_bytes()).hexdigest()
     except OSError as error:
         raise ShapeError(f"{shape_file}: cannot read the shape file ({error})") from error
-    key = hashlib.sha256(f"{config.key()}\n{content}".encode()).hexdigest()[:16]
+    shared = "own box" if normalization is None else repr((normalization.center, normalization.scale))
+    key = hashlib.sha256(f"{config.key()}\n{shared}\n{content}".encode()).hexdigest()[:16]
     cache_path = dataset.root / CACHE_FOLDER / f"{Path(entry.file).stem}-{key}.npz"
     cached = _read_cached(cache_path, entry.name)
     if cached is not None:
         return cached
-    samples = sample_shape(dataset.geometry(entry), config, entry.name)
+    samples = sample_shape(dataset.geometry(entry), config, entry.name, normalization)
     arrays = {name: getattr(samples, name) for name in _SAMPLE_ARRAYS if getattr(samples, name) is not None}
     arrays["center"] = np.asarray(samples.normalization.center)
     arrays["scale"] = np.asarray(samples.normalization.scale)

@@ -15,6 +15,7 @@ from engine.data.shapes import (
     ShapeGeometry,
     ShapeNormalization,
     ShapeSampleConfig,
+    collection_normalization,
     is_watertight,
     read_shape_dataset,
     sample_shape,
@@ -211,6 +212,12 @@ def test_a_dataset_round_trips_and_its_samples_are_cached(tmp_path: Path) -> Non
     assert len(list((out_dir / CACHE_FOLDER).iterdir())) == 2, "other settings are another cache file"
     points = shape_samples(dataset, scan, config)
     assert points.points is None and points.surface_normals is None and points.surface_points.shape == (30, 3)
+    # One normalisation for the collection: the scan's points keep their place relative to the ball.
+    shared = collection_normalization(dataset)
+    assert shared.center == pytest.approx(first.normalization.center) and shared.scale >= first.normalization.scale
+    in_shared = shape_samples(dataset, scan, config, shared)
+    assert in_shared.normalization == shared
+    assert np.allclose(shared.to_world(in_shared.surface_points), dataset.geometry(scan).vertices, atol=1e-6)
     assert cached.is_file()
     # Re-exporting over a dataset replaces it (the cache included); a file of the user's stops that.
     write_shape_dataset(out_dir, _two_shapes()[:1], overwrite=True)
