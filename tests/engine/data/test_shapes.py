@@ -268,3 +268,17 @@ def test_reading_names_the_file_and_key_at_fault(tmp_path: Path) -> None:
         read_shape_dataset(tmp_path / "data").geometry(read_shape_dataset(tmp_path / "data").shapes[0])
     with pytest.raises(ShapeError, match="no shapes.json"):
         read_shape_dataset(tmp_path)
+
+
+def test_a_damaged_cache_is_made_again_and_a_damaged_shape_file_is_named(tmp_path: Path) -> None:
+    dataset = read_shape_dataset(write_shape_dataset(tmp_path / "data", _two_shapes()))
+    ball = dataset.shapes[0]
+    config = ShapeSampleConfig(surface_points=20, uniform_points=20, near_surface_points=20)
+    first = shape_samples(dataset, ball, config)
+    (cached,) = (tmp_path / "data" / CACHE_FOLDER).iterdir()
+    cached.write_bytes(b"half a file")
+    again = shape_samples(dataset, ball, config)
+    assert np.array_equal(first.points, again.points) and cached.stat().st_size > 100
+    (tmp_path / "data" / "Ball.npz").write_bytes(b"not a zip")
+    with pytest.raises(ShapeError, match=r"Ball.npz: cannot read it as .npz"):
+        dataset.geometry(ball)
