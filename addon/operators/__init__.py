@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import bpy
 
-from . import check_engine, export_dataset, extract_mesh, import_dataset, import_mesh, setup_engine, stop, train
+from . import (
+    check_engine,
+    export_dataset,
+    export_shapes,
+    extract_mesh,
+    import_dataset,
+    import_mesh,
+    setup_engine,
+    stop,
+    train,
+)
 
-_MODULES = (check_engine, export_dataset, import_dataset, import_mesh, extract_mesh, setup_engine, train, stop)
+_MODULES = (
+    check_engine,
+    export_dataset,
+    import_dataset,
+    export_shapes,
+    import_mesh,
+    extract_mesh,
+    setup_engine,
+    train,
+    stop,
+)
 
 
 def classes() -> list[type]:
