@@ -588,9 +588,12 @@ class Session:
         metrics: dict[str, Any] = {}
         if reason == "finished":
             try:
-                metrics = _json_metrics(
-                    self.trainer.evaluate(limit=self.trainer.config.eval_views, on_view=self._evaluation_progress)
-                )
+                trainer = self.trainer
+                if trainer.spec.family == "images" and trainer.config.eval_views != 0:
+                    evaluated = trainer.evaluate(limit=trainer.config.eval_views, on_view=self._evaluation_progress)
+                else:
+                    evaluated = trainer.evaluate_run()
+                metrics = _json_metrics(evaluated)
             except Exception as exc:
                 LOG.exception("evaluation failed")
                 self.writer.send(protocol.Warning(message=f"evaluation failed: {exc}"))

@@ -7,14 +7,15 @@ logged step or evaluation) and ``engine.log``. Everything that leaves the traine
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from ..data.dataset import (
 from ..data.ray_source import RaySource, unit_rays
 from ..data.transforms import Frame, Intrinsics, SceneBox, read_transforms
 from ..device import pick_device
-from ..fields.base import Method, MethodContext, OptimizerSpec, RadianceModel, StepContext
+from ..fields.base import Method, MethodContext, OptimizerSpec, RadianceModel, RayBatch, StepContext
 from ..methods import DENSITY, IMAGES, NO_SURFACE, SDF
 from ..render.volume import blend_background
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -78,6 +79,7 @@ class RunInfo:
     scene_box: SceneBox
     finest_resolution: int
     color_space: str
+    data: dict[str, Any] = field(default_factory=dict)  # facts of the data family (MethodContext.data)
 
     def to_dict(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -88,6 +90,7 @@ class RunInfo:
             "scene_box": {"min": list(self.scene_box.minimum), "max": list(self.scene_box.maximum)},
             "finest_resolution": self.finest_resolution,
             "color_space": self.color_space,
+            "data": self.data,
             "config": config.to_dict(),
         }
 
@@ -101,10 +104,42 @@ class RunInfo:
                 scene_box=SceneBox(minimum=tuple(box["min"]), maximum=tuple(box["max"])),
                 finest_resolution=int(document["finest_resolution"]),
                 color_space=str(document["color_space"]),
+                data=dict(document.get("data", {})),
             )
             return info, TrainConfig.from_dict(document["config"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a readable run config: {error}") from error
+
+
+class DataSource(Protocol):
+    """Where a method's batches come from (RaySource for images)."""
+
+    def next_batch(self, generator: torch.Generator | None) -> Any: ...
+
+    def record(self, samples_used: int) -> None: ...  # after a step: adapt the next batch
+
+
+@dataclass
+class FamilyData:
+    """A data family's training data, opened from a path: its batches, the world box the method's unit cube
+    maps to, and facts the method is built from (MethodContext.data; saved in config.json)."""
+
+    source: DataSource
+    scene_box: SceneBox
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+# Openers of the families other than posed images: "module:function" (relative to the engine package) of
+# opener(path, config, device) -> FamilyData. Images are opened by the trainer itself (RaySource).
+FAMILY_OPENERS: dict[str, str] = {}
+
+
+def open_family_data(family: str, path: Path, config: TrainConfig, device: torch.device) -> FamilyData:
+    if family not in FAMILY_OPENERS:
+        raise ValueError(f"no data source for the {family} family yet")
+    module_name, _, function_name = FAMILY_OPENERS[family].partition(":")
+    module = importlib.import_module(module_name, package=__package__.rpartition(".")[0])
+    return getattr(module, function_name)(path, config, device)
 
 
 def build_model(config: TrainConfig, context: MethodContext) -> Method:
@@ -127,6 +162,7 @@ class Trainer:
         device: torch.device,
         dataset: RadianceDataset | None,
         has_alpha: bool = False,
+        source: DataSource | None = None,
     ) -> None:
         self.config = config
         self.spec = config.spec
@@ -146,13 +182,14 @@ class Trainer:
             finest_resolution=info.finest_resolution,
             has_alpha=dataset.has_alpha if dataset is not None else has_alpha,
             compile=config.compile,
+            data=info.data,
         )
         self.model = build_model(config, context)
         self.optimizers = {name: _make_optimizer(spec, device) for name, spec in self.model.optimizers().items()}
         self._schedules = {name: spec for name, spec in self.model.optimizers().items()}
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(config.seed)
-        self._source: RaySource | None = None
+        self._source: DataSource | None = source
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -197,12 +234,33 @@ class Trainer:
         return trainer
 
     @classmethod
+    def _create_from_family(cls, path: Path, out_dir: Path, config: TrainConfig, device: torch.device) -> Trainer:
+        checkpoint_path = out_dir / CHECKPOINT_NAME
+        resuming = checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file()
+        if resuming:
+            info, saved = RunInfo.read(out_dir / CONFIG_NAME)
+            for name in ("steps", "minutes", "device", "eval_views", "checkpoint_minutes"):
+                setattr(saved, name, getattr(config, name))
+            config = saved
+        data = open_family_data(config.spec.family, path, config, device)
+        if not resuming:
+            info = RunInfo(str(path.resolve()), data.scene_box, 0, "", data.facts)
+        trainer = cls(config, info, out_dir, device, dataset=None, source=data.source)
+        if resuming:
+            trainer._load(checkpoint_path)
+            log.info("resumed %s at step %d from %s", config.method, trainer.step, checkpoint_path)
+        else:
+            log.info("new %s run on %s (%s), device %s", config.method, path, config.spec.family, device)
+        _write_json_atomic(out_dir / CONFIG_NAME, trainer.info.to_dict(trainer.config))
+        return trainer
+
+    @classmethod
     def from_run(cls, run_dir: Path, device: str = "auto") -> Trainer:
         """A trained run, for render, extract and eval. The dataset is read only when evaluate() needs it."""
         run_dir = Path(run_dir)
         info, config = RunInfo.read(run_dir / CONFIG_NAME)
         config.device = device
-        has_alpha = _dataset_has_alpha(Path(info.dataset))
+        has_alpha = config.spec.family == IMAGES and _dataset_has_alpha(Path(info.dataset))
         trainer = cls(config, info, run_dir, pick_device(device), dataset=None, has_alpha=has_alpha)
         trainer._load(run_dir / CHECKPOINT_NAME)
         return trainer
@@ -214,7 +272,9 @@ class Trainer:
         return self._dataset
 
     @property
-    def source(self) -> RaySource:
+    def source(self) -> DataSource:
+        if self._source is None and self.spec.family != IMAGES:
+            self._source = open_family_data(self.spec.family, Path(self.info.dataset), self.config, self.device).source
         if self._source is None:
             self._source = RaySource(
                 self.dataset, self.config.background, self.config.batch_rays, self.config.samples_per_step, self.device
@@ -285,7 +345,9 @@ class Trainer:
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
         figures = {name: float(value) for name, value in result.figures.items()}
-        figures["rays_per_second"] = batch.target.shape[0] / max(seconds, 1e-9)
+        n_rays = batch.target.shape[0] if isinstance(batch, RayBatch) else 0
+        if n_rays:
+            figures["rays_per_second"] = n_rays / max(seconds, 1e-9)
         loss = float(result.loss.detach()) if result.loss is not None else float(figures.get("loss", 0.0))
         n_rays = batch.target.shape[0]
         stats = StepStats(
@@ -298,7 +360,7 @@ class Trainer:
                 "step": self.step,
                 "loss": loss,
                 **figures,
-                "rays": batch.target.shape[0],
+                "rays": n_rays,
                 "samples": result.samples,
                 "seconds": seconds,
                 "train_seconds": self.train_seconds,
