@@ -590,7 +590,11 @@ class Session:
             try:
                 trainer = self.trainer
                 if trainer.spec.family == "images" and trainer.config.eval_views != 0:
-                    evaluated = trainer.evaluate(limit=trainer.config.eval_views, on_view=self._evaluation_progress)
+                    evaluated = trainer.evaluate(
+                        limit=trainer.config.eval_views,
+                        on_view=self._evaluation_progress,
+                        max_seconds=trainer.evaluation_seconds_bound(),
+                    )
                 else:
                     evaluated = trainer.evaluate_run()
                 metrics = _json_metrics(evaluated)

@@ -16,14 +16,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a training run folder (with its checkpoint)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--frames", type=int, nargs="+", help="evaluate these frame indices instead of the held-out")
+    parser.add_argument("--views", type=int, default=-1, help="at most this many views, spread over them (-1: all)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.trainer import Trainer
+    from ..train.trainer import Trainer, evaluation_bar
 
     try:
         trainer = Trainer.from_run(args.run_dir.expanduser(), args.device)
-        result = trainer.evaluate(args.frames)
+        if trainer.spec.family == "images":
+            result = trainer.evaluate(args.frames, limit=args.views, on_view=None if args.quiet else evaluation_bar)
+        else:
+            result = trainer.evaluate_run()
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
 LOG_NAME = "engine.log"
+# With a time budget, the evaluation after training stops starting views after this share of the budget, so
+# `--minutes 10` ends within about 11 minutes whatever the views cost.
+EVALUATION_SHARE = 0.05
 
 
 @dataclass
@@ -403,7 +406,26 @@ class Trainer:
         self.save_checkpoint()
         if self.stop_requested:
             return {"step": self.step, "train_seconds": self.train_seconds, "stopped": True}
-        return self.evaluate(limit=self.config.eval_views, on_view=_evaluation_bar if progress else None)
+        return self.evaluate_run(progress)
+
+    def evaluate_run(self, progress: bool = False) -> dict[str, Any]:
+        """The family's evaluation of the run as it stands: held-out views for image methods (at most
+        config.eval_views, within the time budget's evaluation bound), else the method's own
+        ``evaluate(trainer)`` when it has one."""
+        if self.config.eval_views == 0:
+            return {"step": self.step, "train_seconds": self.train_seconds, "evaluated": False}
+        if self.spec.family == IMAGES:
+            return self.evaluate(
+                limit=self.config.eval_views,
+                on_view=evaluation_bar if progress else None,
+                max_seconds=self.evaluation_seconds_bound(),
+            )
+        evaluate = getattr(self.model, "evaluate", None)
+        result: dict[str, Any] = {"step": self.step, "train_seconds": self.train_seconds}
+        if callable(evaluate):
+            result.update(evaluate(self))
+            self._append_metrics({"event": "eval", **result})
+        return result
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -450,11 +472,13 @@ class Trainer:
         frame_indices: list[int] | None = None,
         limit: int = -1,
         on_view: Callable[[int, int], None] | None = None,
+        max_seconds: float = 0.0,
     ) -> dict[str, Any]:
         """PSNR and SSIM of renders of held-out frames (or the given frame indices) against their images
-        over the evaluation background; at most ``limit`` views spread over them (-1: all, 0: none).
-        on_view(done, total) is told after each view. Returns {"step", "background", "views": [...],
-        "psnr", "ssim"}."""
+        over the evaluation background; at most ``limit`` views spread over them (-1: all, 0: none), and no
+        view started once ``max_seconds`` (> 0) have passed. on_view(done, total) is told after each view.
+        Returns {"step", "background", "views": [...], "psnr", "ssim", "views_skipped", "eval_seconds"}."""
+        started = time.perf_counter()
         dataset = self.dataset
         indices = dataset.holdout_indices if frame_indices is None else frame_indices
         if limit >= 0 and len(indices) > limit:
@@ -462,6 +486,14 @@ class Trainer:
         background = self._evaluation_background()
         views = []
         for done, index in enumerate(indices):
+            if max_seconds > 0 and done and time.perf_counter() - started > max_seconds:
+                log.warning(
+                    "evaluated %d of %d held-out views: the evaluation's %.0f s bound is used",
+                    done,
+                    len(indices),
+                    max_seconds,
+                )
+                break
             if not 0 <= index < len(dataset.frames):
                 raise ValueError(f"frame index {index} is outside the dataset's {len(dataset.frames)} frames")
             frame = dataset.frames[index]
@@ -480,9 +512,15 @@ class Trainer:
             "views": views,
             "psnr": float(np.mean([view["psnr"] for view in views])) if views else None,
             "ssim": float(np.mean([view["ssim"] for view in views])) if views else None,
+            "views_skipped": len(indices) - len(views),
+            "eval_seconds": time.perf_counter() - started,
         }
         self._append_metrics({"event": "eval", **result})
         return result
+
+    def evaluation_seconds_bound(self) -> float:
+        """A time budget's evaluation may take at most EVALUATION_SHARE of it (0: no bound without one)."""
+        return EVALUATION_SHARE * self.config.minutes * 60.0
 
     @torch.no_grad()
     def query_surface(self, points_world: np.ndarray) -> np.ndarray:
@@ -627,7 +665,7 @@ def _progress_bar(trainer: Trainer, stats: StepStats) -> None:
     sys.stderr.flush()
 
 
-def _evaluation_bar(done: int, total: int) -> None:
+def evaluation_bar(done: int, total: int) -> None:
     filled = int(30 * done / max(1, total))
     sys.stderr.write(f"\revaluate [{'#' * filled}{'.' * (30 - filled)}] view {done}/{total}")
     if done == total:
