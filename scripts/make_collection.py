@@ -85,6 +85,9 @@ COLORS: dict[str, tuple[float, float, float]] = {
 PLACEMENT_ATTEMPTS = 200
 LAYOUT_ATTEMPTS = 100
 REPORT_PREFIX = "FIELDWORK_RENDERED "
+# A grey sky that fills the shadows; its colour is what shows above the horizon.
+WORLD_COLOR = (0.35, 0.35, 0.35)
+WORLD_STRENGTH = 0.6
 SCENE_NAME = "Fieldwork Collection"
 
 
@@ -152,9 +155,11 @@ def settings_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
     }
     for message, ok in checks.items():
         if not ok:
-            option = message.split()[0] if message.startswith("--") else "--min-objects"
-            value = getattr(args, option.removeprefix("--").replace("-", "_"), None)
-            raise CollectionSetupError(f"{message}, got {value if not isinstance(value, tuple) else list(value)}")
+            options = [word.strip(",") for word in message.split() if word.startswith("--")]
+            given = ", ".join(f"{option} {getattr(args, option[2:].replace('-', '_'))}" for option in options)
+            raise CollectionSetupError(f"{message} (given: {given})")
+    if args.blend is not None and not args.blend.is_file():
+        raise CollectionSetupError(f"--blend {args.blend}: no such .blend file")
     for name in ("rotation", "camera_azimuth", "light_energy", "light_elevation", "light_azimuth"):
         low, high = getattr(args, name)
         if low > high:
@@ -336,16 +341,17 @@ class SceneRenderer:
         self._build_stage()
         self.placed: list[bpy.types.Object] = []
         max_objects = settings["prior"]["object_count"]["max"]
-        self.materials = [_object_material(f"Fieldwork Object {slot}") for slot in range(max_objects)]
+        # One material per object slot, its colour and metalness set per image: only values change, so
+        # Eevee never recompiles a shader and no datablocks pile up over thousands of images.
+        self.materials = [_new_material(f"Fieldwork Object {slot}") for slot in range(max_objects)]
 
-    def _asset_shape(self, template: bpy.types.Object) -> Shape:
-        """An asset normalised so that scale 1 means a half-extent of 1 world unit (like the primitives)."""
-        corners = np.array([list(corner) for corner in template.bound_box]) * np.array(template.scale)
-        half_extent = float((corners.max(axis=0) - corners.min(axis=0)).max() / 2)
-        if half_extent <= 0:
-            raise CollectionSetupError(f"asset {template.name!r} has an empty bounding box")
-        footprint = float(np.hypot(corners[:, 0], corners[:, 1]).max()) / half_extent
-        return Shape(template.name, footprint=footprint, bottom=float(-corners[:, 2].min()) / half_extent)
+    @staticmethod
+    def _asset_shape(template: bpy.types.Object) -> Shape:
+        """An asset normalised so that scale 1 means a half-extent of 1 world unit, as for the primitives."""
+        half_extent = _asset_half_extent(template)
+        corners = _asset_corners(template) / half_extent
+        footprint = float(np.hypot(corners[:, 0], corners[:, 1]).max())
+        return Shape(template.name, footprint=footprint, bottom=float(-corners[:, 2].min()))
 
     def _configure_render(self, threads: int) -> None:
         renderer = self.settings["renderer"]
@@ -389,9 +395,11 @@ class SceneRenderer:
         center_x, center_y = prior["floor"]["center"]
         world = bpy.data.worlds.new("Fieldwork Collection World")
         self.scene.world = world
+        if bpy.app.version < (5, 0, 0):  # node trees are always on from 5.0 (the switch is deprecated there)
+            world.use_nodes = True
         background = next(node for node in world.node_tree.nodes if node.type == "BACKGROUND")
-        background.inputs["Color"].default_value = (0.35, 0.35, 0.35, 1.0)
-        background.inputs["Strength"].default_value = 0.6
+        background.inputs["Color"].default_value = (*WORLD_COLOR, 1.0)
+        background.inputs["Strength"].default_value = WORLD_STRENGTH
 
         floor_mesh = bpy.data.meshes.new("Fieldwork Floor")
         builder = bmesh.new()
@@ -400,7 +408,7 @@ class SceneRenderer:
         builder.free()
         floor = bpy.data.objects.new("Fieldwork Floor", floor_mesh)
         floor.location = (center_x, center_y, floor_z)
-        material = bpy.data.materials.new("Fieldwork Floor")
+        material = _new_material("Fieldwork Floor")
         shader = next(node for node in material.node_tree.nodes if node.type == "BSDF_PRINCIPLED")
         shader.inputs["Base Color"].default_value = (0.45, 0.45, 0.45, 1.0)
         shader.inputs["Roughness"].default_value = 0.9
@@ -448,7 +456,7 @@ class SceneRenderer:
             camera[key] = camera_prior[key]
         camera["w"], camera["h"] = self.settings["width"], self.settings["height"]
         light["direction"] = list(light_direction)
-        light["world_strength"] = 0.6
+        light["world_color"], light["world_strength"] = list(WORLD_COLOR), WORLD_STRENGTH
 
         bpy.ops.render.render(scene=self.scene.name)
         result = bpy.data.images["Render Result"]
@@ -484,9 +492,24 @@ class SceneRenderer:
         return obj
 
 
+def _asset_corners(template: bpy.types.Object) -> np.ndarray:
+    """(8, 3) bounding-box corners in the asset's own frame with its scale (its rotation is replaced)."""
+    return np.array([list(corner) for corner in template.bound_box]) * np.array(template.scale)
+
+
 def _asset_half_extent(template: bpy.types.Object) -> float:
-    corners = np.array([list(corner) for corner in template.bound_box]) * np.array(template.scale)
-    return float((corners.max(axis=0) - corners.min(axis=0)).max() / 2)
+    corners = _asset_corners(template)
+    half_extent = float((corners.max(axis=0) - corners.min(axis=0)).max() / 2)
+    if half_extent <= 0:
+        raise CollectionSetupError(f"asset {template.name!r} has an empty bounding box")
+    return half_extent
+
+
+def _new_material(name: str) -> bpy.types.Material:
+    material = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    return material
 
 
 def _primitive_mesh(shape: str) -> bpy.types.Mesh:
@@ -511,11 +534,6 @@ def _primitive_mesh(shape: str) -> bpy.types.Mesh:
         # Smooth the round sides; a cylinder's flat caps shade oddly when smoothed, but at 32 px nobody sees it.
         polygon.use_smooth = shape != "cube"
     return mesh_data
-
-
-def _object_material(name: str) -> bpy.types.Material:
-    """One material per object slot, its colour and metalness set per image (values only: no shader recompile)."""
-    return bpy.data.materials.new(name)
 
 
 # --------------------------------------------------------------------------------------------- the collection

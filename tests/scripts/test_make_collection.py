@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,13 @@ def test_four_images_in_two_workers_agree_with_their_prior_and_resume(tmp_path: 
         looking = -camera_to_world[:3, 2]
         assert np.dot(looking, -offset / np.linalg.norm(offset)) == pytest.approx(1.0, abs=1e-6)
         assert (camera["w"], camera["h"], camera["cx"]) == (32, 32, 16.0)
+        # Every object's centre projects into the image through the stated pose and pinhole intrinsics.
+        world_to_camera = np.linalg.inv(camera_to_world)
+        for obj in params["objects"]:
+            x, y, z = world_to_camera[:3, :3] @ np.array(obj["translation"]) + world_to_camera[:3, 3]
+            assert z < 0, "in front of the camera (it looks down -Z)"
+            column, row = camera["cx"] + camera["fl_x"] * x / -z, camera["cy"] - camera["fl_y"] * y / -z
+            assert 0 <= column < 32 and 0 <= row < 32, (obj, column, row)
 
     stamps = {path: path.stat().st_mtime_ns for path in (out / "images").iterdir()}
     second = _make(*options, "--workers", "2")
@@ -115,6 +123,15 @@ def test_user_assets_from_a_blend_collection(tmp_path: Path) -> None:
         f"bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})\n"
     )
     subprocess.run([sys.executable, "-c", build], capture_output=True, text=True, timeout=120, check=True)
+    # A worker that fails says why through the parent, which exits 1 (its pipe was read, nothing hangs).
+    missing = subprocess.run(
+        [sys.executable, str(SCRIPT), "--", "--out", str(tmp_path / "missing"), "--count", "2", "--workers", "2",
+         "--blend", str(blend), "--assets", "Nothing"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert re.search(r"worker [01] failed", missing.stderr), missing.stderr
+    assert "no collection named 'Nothing'" in missing.stderr, missing.stderr
     out = tmp_path / "props"
     _make("--out", str(out), "--count", "2", "--samples", "2", "--blend", str(blend), "--assets", "Props",
           "--max-objects", "2")  # fmt: skip
