@@ -240,18 +240,22 @@ def _carving_region(camera_to_world: np.ndarray, intrinsics: Sequence[Intrinsics
 
 @dataclass(frozen=True)
 class _Silhouette:
-    """integral: (h + 1, w + 1) int64 summed-area table of the object mask, [j, i] counting the object
-    pixels above-left of pixel corner (i, j); frames_object: no object pixel touches the image border."""
+    """mask: (h, w) bool, True on the object; frames_object: no object pixel touches the image border."""
 
-    integral: np.ndarray
+    mask: np.ndarray
     frames_object: bool
 
     @classmethod
     def of(cls, mask: np.ndarray) -> _Silhouette:
-        table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-        table[1:, 1:] = mask.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
         border = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
-        return cls(table, not border)
+        return cls(mask, not border)
+
+    def integral(self) -> np.ndarray:
+        """(h + 1, w + 1) summed-area table: [j, i] counts the object pixels above-left of pixel corner
+        (i, j). Made per pass rather than kept: 100 tables of 800x800 images would hold 256 MB."""
+        table = np.zeros((self.mask.shape[0] + 1, self.mask.shape[1] + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(self.mask, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+        return table
 
 
 def _carve(
@@ -272,7 +276,7 @@ def _carve(
     seen = np.zeros(len(centres), dtype=bool)
     radius = cell * math.sqrt(3.0) / 2.0
     for matrix, k, silhouette in zip(camera_to_world, intrinsics, silhouettes, strict=True):
-        table = silhouette.integral
+        table = silhouette.integral()
         x, y, depth = project(matrix, k, centres).T
         height, width = table.shape[0] - 1, table.shape[1] - 1
         in_front = depth > radius
