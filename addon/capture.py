@@ -38,6 +38,7 @@ from .camera_math import (
     intrinsics_from_camera,
 )
 from .engine.atomic import current_umask
+from .engine.data.bounds import BoxChoice, choose_for_transforms
 from .engine.data.transforms import (
     IMAGE_SUFFIXES,
     Frame,
@@ -59,6 +60,9 @@ PIXEL_ASPECT_PROPERTY = "fieldwork_pixel_aspect"
 SOURCE_INTRINSICS_PROPERTY = "fieldwork_source_intrinsics"
 SOURCE_POSE_PROPERTY = "fieldwork_source_camera_to_world"
 SPLIT_PROPERTY = "fieldwork_split"
+# On an imported dataset's box empty when the dataset had no box: the engine's rule that chose it, and why.
+BOX_RULE_PROPERTY = "fieldwork_scene_box_rule"
+BOX_REASON_PROPERTY = "fieldwork_scene_box_reason"
 # Object types whose evaluated bounds are "visible geometry" for the scene box.
 _GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "CURVES"}
 _LINEAR_SUFFIXES = (".exr",)
@@ -528,7 +532,9 @@ def import_dataset(
     """Make one camera per frame of a dataset, in a new collection inside the "Fieldwork" collection.
 
     Each camera shows its image as a camera background image; a dataset's scene box becomes a cube
-    empty "<dataset> scene box" in the same collection. ``set_render_resolution`` sets the
+    empty "<dataset> scene box" in the same collection. A dataset without one gets the box the engine
+    would choose (engine.data.bounds, alpha read by Blender), its rule and reason in the empty's
+    ``fieldwork_scene_box_rule`` / ``fieldwork_scene_box_reason``. ``set_render_resolution`` sets the
     scene's render resolution and pixel aspect to the first frame's; frames that differ from the
     scene keep their own in the camera's ``fieldwork_resolution`` / ``fieldwork_pixel_aspect``.
     Everything is checked before anything is created: a bad dataset adds nothing to the file.
@@ -548,6 +554,13 @@ def import_dataset(
             checked_camera_to_world(frame.camera_to_world, f"frame {index} ({frame.file_path})")
         except CameraError as error:
             raise CaptureError(f"{transforms_path}: {error}") from error
+
+    chosen: BoxChoice | None = None
+    if transforms.scene_box is None:
+        try:
+            chosen = choose_for_transforms(transforms, _image_alpha)
+        except ValueError as error:
+            raise CaptureError(f"{transforms_path}: cannot choose a scene box: {error}") from error
 
     render = scene.render
     first = settings[0]
@@ -598,11 +611,29 @@ def import_dataset(
         cameras.append(camera)
     if transforms.scene_box is not None:
         collection.objects.link(_scene_box_empty(f"{dataset_name} scene box", transforms.scene_box))
+    elif chosen is not None:
+        empty = _scene_box_empty(f"{dataset_name} scene box", chosen.box)
+        empty[BOX_RULE_PROPERTY] = chosen.rule
+        empty[BOX_REASON_PROPERTY] = chosen.reason
+        collection.objects.link(empty)
     if set_render_resolution:
         render.resolution_x, render.resolution_y = first.resolution_x, first.resolution_y
         render.resolution_percentage = 100
         render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
     return cameras
+
+
+def _image_alpha(path: Path) -> np.ndarray:
+    """(h, w) alpha 0..1 of an image file read by Blender, top row first as the engine reads it (Blender
+    keeps the bottom row first); ones when the image has no alpha channel."""
+    image = bpy.data.images.load(str(path), check_existing=True)
+    width, height = image.size
+    channels = image.channels
+    pixels = np.empty(width * height * channels, dtype=np.float32)
+    image.pixels.foreach_get(pixels)  # type: ignore[attr-defined]
+    if channels not in (2, 4):
+        return np.ones((height, width), dtype=np.float32)
+    return pixels.reshape(height, width, channels)[::-1, :, -1].copy()
 
 
 def _scene_box_empty(name: str, box: SceneBox) -> bpy.types.Object:

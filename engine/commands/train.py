@@ -55,11 +55,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-eval", action="store_true", help="no evaluation at the end")
     parser.add_argument("--seed", type=int, default=0, help="random seed (runs with a step budget repeat exactly)")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the field")
+    parser.add_argument(
+        "--scene-box",
+        type=float,
+        nargs=6,
+        metavar=("MINX", "MINY", "MINZ", "MAXX", "MAXY", "MAXZ"),
+        help="scene box in world units, overriding the dataset's (or the one chosen from its views)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import methods
+    from ..data.bounds import scene_box_from_values
     from ..train.config import TrainConfig
     from ..train.trainer import LOG_NAME, Trainer
 
@@ -67,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = methods.get(args.method)
         settings = dict(methods.parse_setting(spec.config, assignment) for assignment in args.settings)
+        scene_box = scene_box_from_values(args.scene_box) if args.scene_box is not None else None
         config = TrainConfig(
             method=args.method,
             steps=steps,
@@ -84,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir: Path = args.out.expanduser()
         out_dir.mkdir(parents=True, exist_ok=True)
         _log_to(out_dir / LOG_NAME)
-        trainer = Trainer.create(args.dataset.expanduser(), out_dir, config)
+        trainer = Trainer.create(args.dataset.expanduser(), out_dir, config, scene_box=scene_box)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

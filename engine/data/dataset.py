@@ -8,6 +8,7 @@ Colours stay in the space the dataset states (sRGB or linear); the trainer says 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,10 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from .transforms import Frame, Intrinsics, SceneBox, Transforms, read_transforms
+from .bounds import BoxChoice, choose_scene_box
+from .transforms import Frame, Intrinsics, SceneBox, Transforms, read_transforms, split_indices
 
-# Without a split in the dataset, every HOLDOUT_EVERY-th frame (0, 8, 16, ...) is held out.
-HOLDOUT_EVERY = 8
+log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
@@ -147,6 +148,8 @@ class RadianceDataset:
     normalization: SceneNormalization
     color_space: str
     has_alpha: bool
+    scene_box_rule: str = "dataset"  # which rule of engine.data.bounds.RULES chose scene_box
+    scene_box_reason: str = ""
 
     @property
     def height(self) -> int:
@@ -181,13 +184,17 @@ class RadianceDataset:
         return int(min(maximum, max(minimum, math.ceil(2.0 * self.normalization.size / footprint))))
 
 
-def load_dataset(path: Path | str, downscale: int = 1) -> RadianceDataset:
-    """Read ``transforms.json`` (or a folder with it, or NeRF-synthetic split files) and its images."""
+def load_dataset(path: Path | str, downscale: int = 1, scene_box: SceneBox | None = None) -> RadianceDataset:
+    """Read ``transforms.json`` (or a folder with it, or NeRF-synthetic split files) and its images.
+
+    ``scene_box`` overrides the dataset's box; without either, engine.data.bounds chooses one."""
     path = Path(path)
-    return dataset_from_transforms(read_transforms(path), path, downscale)
+    return dataset_from_transforms(read_transforms(path), path, downscale, scene_box)
 
 
-def dataset_from_transforms(transforms: Transforms, path: Path, downscale: int = 1) -> RadianceDataset:
+def dataset_from_transforms(
+    transforms: Transforms, path: Path, downscale: int = 1, scene_box: SceneBox | None = None
+) -> RadianceDataset:
     if downscale < 1:
         raise DatasetError(f"downscale must be a whole number >= 1, got {downscale}")
     if not transforms.frames:
@@ -230,7 +237,15 @@ def dataset_from_transforms(transforms: Transforms, path: Path, downscale: int =
 
     train, holdout = split_indices(frames, path)
 
-    scene_box = transforms.scene_box or _box_from_cameras(camera_to_world[train])
+    choice = _scene_box_choice(
+        transforms,
+        scene_box,
+        np.array([frames[i].camera_to_world for i in train], dtype=np.float64),
+        [intrinsics[i] for i in train],
+        alpha_images[train],
+    )
+    log.info("scene box %s..%s by rule %s: %s", choice.box.minimum, choice.box.maximum, choice.rule, choice.reason)
+    scene_box = choice.box
     return RadianceDataset(
         path=path,
         frames=frames,
@@ -244,18 +259,28 @@ def dataset_from_transforms(transforms: Transforms, path: Path, downscale: int =
         normalization=SceneNormalization.from_box(scene_box),
         color_space=transforms.color_space,
         has_alpha=transforms.has_alpha,
+        scene_box_rule=choice.rule,
+        scene_box_reason=choice.reason,
     )
 
 
-def split_indices(frames: list[Frame], path: Path) -> tuple[list[int], list[int]]:
-    """(training, held-out) frame indices: the dataset's val/test split, else every HOLDOUT_EVERY-th frame."""
-    holdout = [index for index, frame in enumerate(frames) if frame.split in ("val", "test")]
-    if not holdout:
-        holdout = list(range(0, len(frames), HOLDOUT_EVERY)) if len(frames) > 1 else []
-    train = [index for index in range(len(frames)) if index not in set(holdout)]
-    if not train:
-        raise DatasetError(f"{path}: every frame is held out (split val/test); no frame is left to train on")
-    return train, holdout
+def _scene_box_choice(
+    transforms: Transforms,
+    override: SceneBox | None,
+    camera_to_world: np.ndarray,
+    intrinsics: list[Intrinsics],
+    alpha: torch.Tensor,
+) -> BoxChoice:
+    """The caller's box, else the dataset's, else the rule of engine.data.bounds on the training views
+    (camera_to_world: (n, 4, 4); alpha: (n, h, w), used only when the dataset has alpha)."""
+    if override is not None:
+        return BoxChoice(override, "override", "given by the caller (--scene-box)")
+    if transforms.scene_box is not None:
+        return BoxChoice(
+            transforms.scene_box, "dataset", "the dataset's own box (fieldwork scene_box or instant-ngp aabb)"
+        )
+    silhouettes = list(alpha.numpy()) if transforms.has_alpha else None
+    return choose_scene_box(camera_to_world, intrinsics, silhouettes)
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -297,18 +322,3 @@ def _downscaled(intrinsics: Intrinsics, factor: int) -> Intrinsics:
         width=intrinsics.width // factor,
         height=intrinsics.height // factor,
     )
-
-
-def _box_from_cameras(camera_to_world: torch.Tensor) -> SceneBox:
-    """Without a scene box, the box around the camera positions (cameras that look inwards at an object
-    surround it); a flat extent is widened to the largest one."""
-    positions = camera_to_world[:, :3, 3]
-    low, high = positions.amin(dim=0), positions.amax(dim=0)
-    extent = float((high - low).max())
-    if extent <= 0:
-        extent = 1.0
-    center = (low + high) / 2
-    half = torch.maximum((high - low) / 2, torch.full_like(low, extent / 2))
-    minimum = tuple(float(v) for v in center - half)
-    maximum = tuple(float(v) for v in center + half)
-    return SceneBox(minimum=(minimum[0], minimum[1], minimum[2]), maximum=(maximum[0], maximum[1], maximum[2]))

@@ -99,6 +99,8 @@ _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _NGP_DEFAULT_SCALE = 0.33
 _NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)
 _NGP_DEFAULT_AABB_SCALE = 1.0
+# Without a split in the dataset, every HOLDOUT_EVERY-th frame (0, 8, 16, ...) is held out.
+HOLDOUT_EVERY = 8
 
 
 class TransformsError(ValueError):
@@ -259,6 +261,18 @@ def read_transforms(path: Path) -> Transforms:
         raise TransformsError(f"{path}: no such file")
     split_of_file = next((split for split in SPLITS if path.name == f"transforms_{split}.json"), None)
     return _read_file(path, default_split=split_of_file)
+
+
+def split_indices(frames: list[Frame], path: Path) -> tuple[list[int], list[int]]:
+    """(training, held-out) frame indices: the dataset's val/test split, else every HOLDOUT_EVERY-th frame."""
+    holdout = [index for index, frame in enumerate(frames) if frame.split in ("val", "test")]
+    if not holdout:
+        holdout = list(range(0, len(frames), HOLDOUT_EVERY)) if len(frames) > 1 else []
+    held = set(holdout)
+    train = [index for index in range(len(frames)) if index not in held]
+    if not train:
+        raise TransformsError(f"{path}: every frame is held out (split val/test); no frame is left to train on")
+    return train, holdout
 
 
 def write_transforms(folder: Path, transforms: Transforms, split_files: bool = False) -> Path:

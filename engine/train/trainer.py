@@ -83,6 +83,9 @@ class RunInfo:
     finest_resolution: int
     color_space: str
     data: dict[str, Any] = field(default_factory=dict)  # facts of the data family (MethodContext.data)
+    # Which rule of engine.data.bounds chose scene_box, and why; configs written before it say "unrecorded".
+    scene_box_rule: str = "unrecorded"
+    scene_box_reason: str = ""
 
     def to_dict(self, config: TrainConfig) -> dict[str, Any]:
         return {
@@ -91,6 +94,8 @@ class RunInfo:
             "family": config.spec.family,
             "dataset": self.dataset,
             "scene_box": {"min": list(self.scene_box.minimum), "max": list(self.scene_box.maximum)},
+            "scene_box_rule": self.scene_box_rule,
+            "scene_box_reason": self.scene_box_reason,
             "finest_resolution": self.finest_resolution,
             "color_space": self.color_space,
             "data": self.data,
@@ -108,6 +113,8 @@ class RunInfo:
                 finest_resolution=int(document["finest_resolution"]),
                 color_space=str(document["color_space"]),
                 data=dict(document.get("data", {})),
+                scene_box_rule=str(document.get("scene_box_rule", "unrecorded")),
+                scene_box_reason=str(document.get("scene_box_reason", "")),
             )
             return info, TrainConfig.from_dict(document["config"])
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -197,13 +204,10 @@ class Trainer:
     # -- construction ----------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, dataset: Path, out_dir: Path, config: TrainConfig) -> Trainer:
+    def create(cls, dataset: Path, out_dir: Path, config: TrainConfig, scene_box: SceneBox | None = None) -> Trainer:
         """Start a run in out_dir, or resume it when out_dir holds a checkpoint (the saved method settings
-        win; steps, minutes, device and evaluation come from config, so a run can be extended)."""
-        if config.spec.family != IMAGES:
-            raise ValueError(
-                f"method {config.method!r} trains on {config.spec.family}, not on a transforms.json dataset"
-            )
+        win; steps, minutes, device and evaluation come from config, so a run can be extended). ``scene_box``
+        overrides the dataset's box (a resumed run keeps its own and refuses a different one)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         device = pick_device(config.device)
@@ -212,14 +216,27 @@ class Trainer:
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
             for name in ("steps", "minutes", "device", "eval_views", "checkpoint_minutes"):
                 setattr(saved, name, getattr(config, name))
-            data = load_dataset(Path(dataset), saved.downscale).to(device)
+            if scene_box is not None and scene_box != info.scene_box:
+                raise ValueError(
+                    f"{out_dir}: the run was trained in the scene box "
+                    f"{info.scene_box.minimum}..{info.scene_box.maximum}; "
+                    f"it cannot resume in {scene_box.minimum}..{scene_box.maximum} (start a new run folder)"
+                )
+            data = load_dataset(Path(dataset), saved.downscale, scene_box=info.scene_box).to(device)
             trainer = cls(saved, info, out_dir, device, data)
             trainer._load(checkpoint_path)
             log.info("resumed %s at step %d from %s", saved.method, trainer.step, checkpoint_path)
         else:
-            data = load_dataset(Path(dataset), config.downscale).to(device)
+            data = load_dataset(Path(dataset), config.downscale, scene_box=scene_box).to(device)
             finest = getattr(config.settings, "finest_resolution", 0) or data.suggested_finest_resolution()
-            info = RunInfo(str(Path(dataset).resolve()), data.scene_box, finest, data.color_space)
+            info = RunInfo(
+                str(Path(dataset).resolve()),
+                data.scene_box,
+                finest,
+                data.color_space,
+                scene_box_rule=data.scene_box_rule,
+                scene_box_reason=data.scene_box_reason,
+            )
             trainer = cls(config, info, out_dir, device, data)
             log.info(
                 "new %s run: %d training and %d held-out frames of %dx%d, %s colour, scene box %s..%s, device %s",
@@ -271,7 +288,10 @@ class Trainer:
     @property
     def dataset(self) -> RadianceDataset:
         if self._dataset is None:
-            self._dataset = load_dataset(Path(self.info.dataset), self.config.downscale).to(self.device)
+            # The run's own box: no rule to rerun, and the same box even if the dataset gained one since.
+            self._dataset = load_dataset(
+                Path(self.info.dataset), self.config.downscale, scene_box=self.info.scene_box
+            ).to(self.device)
         return self._dataset
 
     @property
