@@ -133,7 +133,9 @@ class NgpModel(RadianceModel):
 
     def before_step(self, step: StepContext) -> None:
         if step.step % self.config.occupancy_update_every == 0:
-            warming_up = step.step < self.config.occupancy_warmup_steps
+            warming_up = (
+                step.step < self.config.occupancy_warmup_steps and step.fraction < self.config.occupancy_warmup_fraction
+            )
             self.occupancy.update(self.field.density, all_cells=warming_up, generator=step.generator)
 
     def parameter_groups(self) -> list[ParameterGroup]:

@@ -23,7 +23,8 @@ class NgpConfig:
     marching_steps: int = 0  # samples along the unit cube's diagonal; 0: one per finest grid cell
     occupancy_resolution: int = 64  # cells per side, at most the finest resolution
     occupancy_update_every: int = 16
-    occupancy_warmup_steps: int = 256
+    occupancy_warmup_steps: int = 256  # every cell is re-measured during the warm-up (instant-NGP)...
+    occupancy_warmup_fraction: float = 0.02  # ...which also ends after this share of the budget (slow CPU steps)
     occupancy_opacity_threshold: float = 0.01  # a cell is empty below this opacity per marching step
     occupancy_decay: float = 0.95
     early_stop_transmittance: float = 1e-4
