@@ -105,9 +105,14 @@ def uv_atlas(mesh: TriangleMesh, size: int, chart_gap: int) -> TriangleMesh:
         raise BakeError("cannot bake a texture on a mesh without faces")
     import xatlas  # engine side only
 
+    # xatlas leaves out of every chart (corners at UV (0, 0)) the triangles whose area is below
+    # float epsilon, in its own units: marching cubes' slivers on a small object are. UVs do not
+    # depend on scale, so it sees the mesh scaled to a 1000-unit diagonal, slivers and all.
+    low, high = mesh.bounds()
+    scale = 1000.0 / max(float(np.linalg.norm(high - low)), 1e-12)
     atlas = xatlas.Atlas()
     atlas.add_mesh(
-        np.ascontiguousarray(mesh.vertices, dtype=np.float32),
+        np.ascontiguousarray((mesh.vertices - low) * scale, dtype=np.float32),
         np.ascontiguousarray(mesh.faces, dtype=np.uint32),
         np.ascontiguousarray(mesh.vertex_normals(), dtype=np.float32),
     )
@@ -119,12 +124,16 @@ def uv_atlas(mesh: TriangleMesh, size: int, chart_gap: int) -> TriangleMesh:
     pack.padding = chart_gap + 1
     pack.bilinear = True
     pack.blockAlign = False
-    pack.texels_per_unit = float(np.sqrt(0.6 * size * size / max(mesh.surface_area(), 1e-20)))
+    pack.texels_per_unit = float(np.sqrt(0.6 * size * size / max(mesh.surface_area(), 1e-20))) / scale
     atlas.generate(pack_options=pack)
     if atlas.atlas_count != 1:
         raise BakeError(f"xatlas split the charts of {mesh.n_faces} faces over {atlas.atlas_count} atlases")
     vertex_map, faces, uvs = atlas[0]
     vertex_map = vertex_map.astype(np.int64)
+    uv_corners = uvs[faces.reshape(-1, 3)]
+    uv_area = np.cross(uv_corners[:, 1] - uv_corners[:, 0], uv_corners[:, 2] - uv_corners[:, 0])
+    if (np.abs(uv_area) == 0).any():
+        raise BakeError(f"xatlas left {(uv_area == 0).sum()} of {mesh.n_faces} triangles out of every chart")
     # xatlas normalises by its own width and height; back to texels, then into the square.
     extent = np.array([atlas.width, atlas.height], dtype=np.float64)
     uvs = uvs * extent / max(size, float(extent.max()))
@@ -163,7 +172,18 @@ def rasterise_uvs(mesh: TriangleMesh, size: int) -> TexelSamples:
     a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
     area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
     usable = np.abs(area) > 1e-12  # a triangle with no UV area owns no texel
-    results: list[tuple[np.ndarray, ...]] = []
+    # The texel under each corner belongs to the chart even when no texel centre of a thin triangle
+    # does (a sliver's tip would otherwise sit in background): it gets the corner's own vertex.
+    # Listed first, so a texel whose centre a triangle does cover takes that sample instead.
+    corner_texels = np.clip(np.floor(triangles.reshape(-1, 2)).astype(np.int64), 0, size - 1)
+    results: list[tuple[np.ndarray, ...]] = [
+        (
+            corner_texels[:, 1],
+            corner_texels[:, 0],
+            np.repeat(np.arange(mesh.n_faces), 3),
+            np.tile(np.eye(3), (mesh.n_faces, 1)),
+        )
+    ]
     cumulative = np.cumsum(counts)
     start = 0
     while start < mesh.n_faces:
@@ -188,7 +208,7 @@ def rasterise_uvs(mesh: TriangleMesh, size: int) -> TexelSamples:
         inside = (w_a >= -1e-9) & (w_b >= -1e-9) & (w_c >= -1e-9)
         weights = np.stack([w_a, w_b, w_c], axis=1)[inside]
         results.append((row[inside], column[inside], face[inside], np.clip(weights, 0.0, 1.0)))
-    if not results:
+    if len(results) == 1:
         raise BakeError("the UV atlas covers no texel centre: every triangle has zero UV area")
     rows, columns, faces, barycentric = (np.concatenate(parts) for parts in zip(*results, strict=True))
     # One sample per texel (edges shared by two triangles give two): keep the last, as a z-less raster would.
