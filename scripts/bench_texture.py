@@ -1,6 +1,6 @@
 """Textured vs vertex-coloured meshes: Cycles renders of held-out cameras against the ground truth.
 
-    .venv/bin/python scripts/bench_texture.py [--steps 600] [--cameras 40] [--image-size 64]
+    .venv/bin/python scripts/bench_texture.py [--steps 600] [--batch-rays 4096] [--cameras 40] [--image-size 64]
                                               [--resolution 128] [--sizes 1024 2048] [--out DIR]
 
 A textured Suzanne (scripts/scenes.py) is rendered with Cycles from cameras on a sphere, every
@@ -38,6 +38,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_texture.py", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=600, help="training steps (a short budget)")
     parser.add_argument("--field", default="ngp")
+    parser.add_argument("--batch-rays", type=int, default=4096, help="rays per training step")
     parser.add_argument("--cameras", type=int, default=40)
     parser.add_argument("--image-size", type=int, default=64, help="training and evaluation image side, pixels")
     parser.add_argument("--holdout-every", type=int, default=8, help="hold out cameras 0, N, 2N, ...")
@@ -110,7 +111,9 @@ def main(argv: list[str]) -> int:
     render_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    trainer = Trainer.create(dataset, out / "run", TrainConfig(field=args.field, steps=args.steps, compile="off"))
+    trainer = Trainer.create(
+        dataset, out / "run", TrainConfig(field=args.field, steps=args.steps, batch_rays=args.batch_rays, compile="off")
+    )
     while not trainer.is_done():
         trainer.train_step()
     trainer.save_checkpoint()
