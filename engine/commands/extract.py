@@ -80,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {out}: the suffix must be one of {', '.join(SUFFIXES)}")
         if out.exists() and not args.overwrite:
             raise ValueError(f"--out {out} already exists; pass --overwrite to replace it or choose another name")
-        texture_out = texture_path_for(out)
-        if args.texture and texture_out.exists() and not args.overwrite:
-            raise ValueError(f"the texture {texture_out} already exists; pass --overwrite or choose another --out")
+        companions = [texture_path_for(out)] + ([out.with_suffix(".mtl")] if out.suffix.lower() == ".obj" else [])
+        for companion in companions if args.texture and not args.overwrite else []:
+            if companion.exists():
+                raise ValueError(f"{companion} (beside --out) already exists; pass --overwrite or choose another --out")
         settings = ExtractSettings(
             resolution=args.resolution,
             method=SamplingMethod(args.method),

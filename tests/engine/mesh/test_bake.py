@@ -120,3 +120,18 @@ def test_png_encoder_round_trips_grey_and_colour() -> None:
     rng = np.random.default_rng(0)
     for image in (rng.integers(0, 256, (7, 5, 3), dtype=np.uint8), rng.integers(0, 256, (4, 9), dtype=np.uint8)):
         np.testing.assert_array_equal(iio.imread(encode_png(image), extension=".png"), image)
+
+
+def test_the_cli_names_a_bad_texture_size_before_any_work(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "engine", "extract", str(tmp_path), "--texture", "3000"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "texture size must be a power of two between 256 and 8192" in completed.stderr
+    assert "got 3000" in completed.stderr and list(tmp_path.iterdir()) == []
