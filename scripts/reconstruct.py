@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mesh-level", type=float, default=0.0, help="surface density level per world unit (0: automatic)"
     )
+    parser.add_argument(
+        "--texture",
+        type=int,
+        default=0,
+        help="bake a UV texture this many texels square (256-8192, power of two; 0: vertex colours)",
+    )
     parser.add_argument("--camera-collection", default="", help="use the cameras of this collection only")
     parser.add_argument("--box-object", default="", help="object whose bounds are the scene box")
     parser.add_argument(
@@ -132,6 +138,7 @@ def settings_from_args(args: argparse.Namespace) -> pipeline.PipelineSettings:
         batch_rays=args.batch_rays,
         warmup_steps=args.warmup_steps,
         mesh_level=args.mesh_level,
+        texture=args.texture,
     )
 
 
@@ -179,6 +186,7 @@ def option_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--method", args.method, "--mesh-resolution", str(args.mesh_resolution), "--device", args.device]
     argv += ["--seed", str(args.seed), "--compile", args.compile, "--batch-rays", str(args.batch_rays)]
     argv += ["--warmup-steps", str(args.warmup_steps), "--mesh-level", repr(args.mesh_level)]
+    argv += ["--texture", str(args.texture)]
     argv += ["--threads", str(args.threads)]
     if args.steps is not None:
         argv += ["--steps", str(args.steps)]
