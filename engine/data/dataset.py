@@ -181,10 +181,11 @@ class RadianceDataset:
         return int(min(maximum, max(minimum, math.ceil(2.0 * self.normalization.size / footprint))))
 
 
-def load_dataset(path: Path | str, downscale: int = 1) -> RadianceDataset:
-    """Read ``transforms.json`` (or a folder with it, or NeRF-synthetic split files) and its images."""
+def load_dataset(path: Path | str, downscale: int = 1, allow_outside_paths: bool = False) -> RadianceDataset:
+    """Read ``transforms.json`` (or a folder with it, or NeRF-synthetic split files) and its images.
+    A frame's image outside the dataset's folder is refused unless ``allow_outside_paths`` (see read_transforms)."""
     path = Path(path)
-    return dataset_from_transforms(read_transforms(path), path, downscale)
+    return dataset_from_transforms(read_transforms(path, allow_outside_paths), path, downscale)
 
 
 def dataset_from_transforms(transforms: Transforms, path: Path, downscale: int = 1) -> RadianceDataset:
