@@ -89,6 +89,8 @@ def check_writable_file(path: Path, overwrite: bool = True) -> Path:
         raise WriteCheckError(f"cannot write {path}: it is a folder; give a file name")
     if not overwrite and path.exists():
         raise WriteCheckError(f"cannot write {path}: it already exists; choose another name or allow overwriting")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise WriteCheckError(f"cannot write {path}: {path.parent} is a file, not a folder")
     try:
         check_writable_folder(path.parent)
     except WriteCheckError as error:

@@ -19,9 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.run_folder import check_readable_run
     from ..train.trainer import Trainer
 
     try:
+        check_readable_run(args.run_dir.expanduser())
         trainer = Trainer.from_run(args.run_dir.expanduser(), args.device)
         result = trainer.evaluate(args.frames)
     except (ValueError, FileNotFoundError) as error:

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..atomic import check_writable_file
 from . import EXIT_BAD_INPUT
 
 HELP = "extract a coloured mesh (PLY, OBJ or GLB, world units) from a trained run with MISE and marching cubes"
@@ -54,12 +55,13 @@ def run(args: argparse.Namespace) -> int:
     from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer
     from ..mesh.io import SUFFIXES, write_mesh
     from ..mesh.surface import EmptySurfaceError
+    from ..train.run_folder import check_readable_run
 
     run_dir: Path = args.run_dir.expanduser()
     out: Path = (args.out or run_dir / f"mesh-{args.resolution}.ply").expanduser()
     try:
-        if not run_dir.is_dir():
-            raise ValueError(f"run folder {run_dir} does not exist")
+        check_readable_run(run_dir)
+        check_writable_file(out)  # before minutes of extraction, not after
         if out.suffix.lower() not in SUFFIXES:
             raise ValueError(f"--out {out}: the suffix must be one of {', '.join(SUFFIXES)}")
         if out.exists() and not args.overwrite:
@@ -88,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"fieldwork extract: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    path = write_mesh(result.mesh, out, overwrite=args.overwrite)
+    try:
+        path = write_mesh(result.mesh, out, overwrite=args.overwrite)
+    except OSError as exc:  # the folder changed after the check (disk full, permissions)
+        print(f"fieldwork extract: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     summary = {**result.summary(), "path": str(path)}
     if args.json:
         print(json.dumps(summary))
