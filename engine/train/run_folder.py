@@ -192,17 +192,22 @@ def recorded_dataset(run_dir: Path) -> DatasetIdentity | None:
     return None
 
 
-def check_same_dataset(run_dir: Path, dataset: DatasetIdentity, allow_other_dataset: bool = False) -> None:
+def check_same_dataset(
+    run_dir: Path, dataset: DatasetIdentity, allow_other_dataset: bool = False, allow_changed_in_place: bool = False
+) -> None:
     """Resuming on another dataset would train on it while config.json names the first one (which eval,
     render and extract then read): refused, both named, unless ``allow_other_dataset``.
 
     The same frames in a moved folder are the same dataset. An older run without a fingerprint is compared
-    by path."""
+    by path. ``allow_changed_in_place``: the dataset folder the run was trained on, with changed frames, may
+    be resumed (the add-on renders its dataset again, into the same folder, before each Train)."""
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_NAME).is_file():
         return  # nothing to resume: the run starts on this dataset
     recorded = recorded_dataset(run_dir)
     if recorded is None or allow_other_dataset or _same_dataset(recorded, dataset):
+        return
+    if allow_changed_in_place and _dataset_folder(recorded.path) == _dataset_folder(dataset.path):
         return
     if recorded.fingerprint:
         difference = (
@@ -307,17 +312,19 @@ class RunFolder:
         self.release()
 
 
-def claim_run_folder(run_dir: Path, dataset: DatasetIdentity, allow_other_dataset: bool = False) -> RunFolder:
+def claim_run_folder(
+    run_dir: Path, dataset: DatasetIdentity, allow_other_dataset: bool = False, allow_changed_in_place: bool = False
+) -> RunFolder:
     """Check every rule, in an order that changes nothing of a refused folder's files, take the lock and
     write the marker. Call before anything is written into ``run_dir``; release the returned folder (or use
-    it as a context manager) when training ends."""
+    it as a context manager) when training ends. The two ``allow_`` options are check_same_dataset's."""
     run_dir = Path(run_dir)
     check_writable_folder(run_dir)
     check_not_foreign(run_dir)
     check_no_orphan_checkpoint(run_dir)
     lock = RunFolderLock(run_dir)
     try:
-        check_same_dataset(run_dir, dataset, allow_other_dataset)
+        check_same_dataset(run_dir, dataset, allow_other_dataset, allow_changed_in_place)
         resuming = (run_dir / CHECKPOINT_NAME).is_file()
         previous = recorded_dataset(run_dir) if resuming else None
         if previous is not None and _same_dataset(previous, dataset):
