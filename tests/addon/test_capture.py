@@ -348,7 +348,8 @@ def test_overwrite_replaces_only_the_datasets_own_files(empty_scene, tmp_path: P
     (dataset / "extra").mkdir()
     (dataset / "extra" / "scan.bin").write_bytes(bytes(range(256)))
     iio.imwrite(dataset / "images" / "reference.png", np.full((4, 4, 3), 7, dtype=np.uint8))
-    users = {name: data for name, data in _snapshot(dataset).items() if not name.startswith(("transforms", "images/Cam"))}
+    own = ("transforms", "images/Cam")
+    users = {name: data for name, data in _snapshot(dataset).items() if not name.startswith(own)}
     assert sorted(users) == ["NOTES.txt", "extra/scan.bin", "images/reference.png"]
 
     (photos / "Cam A.jpg").unlink()  # now the png is Cam A's photo
