@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from .transforms import Frame, Intrinsics, SceneBox, Transforms, read_transforms
+from .transforms import Frame, Intrinsics, SceneBox, Transforms, TransformsError, read_image_info, read_transforms
 
 # Without a split in the dataset, every HOLDOUT_EVERY-th frame (0, 8, 16, ...) is held out.
 HOLDOUT_EVERY = 8
@@ -264,7 +264,7 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         image = iio.imread(path)
     except (OSError, ValueError) as error:
-        raise DatasetError(f"{path}: cannot read image: {error}") from error
+        raise DatasetError(f"{path}: cannot read image: {_image_problem(path, error)}") from error
     if np.issubdtype(image.dtype, np.integer):
         image = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
     image = np.asarray(image, dtype=np.float32)
@@ -278,6 +278,21 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
     colour = np.repeat(image[..., :1], 3, axis=-1) if channels in (1, 2) else image[..., :3]
     alpha = image[..., -1] if channels in (2, 4) else np.ones(image.shape[:2], dtype=np.float32)
     return colour, alpha.copy()
+
+
+def _image_problem(path: Path, error: Exception) -> str:
+    """Why an image did not read, in one line: imageio's own message lists every plugin it tried."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty (0 bytes)"
+        read_image_info(path)  # names a file that is no PNG, JPEG or OpenEXR at all
+    except TransformsError as header_error:
+        return str(header_error).removeprefix(f"{path}: ")
+    except OSError as os_error:
+        return os_error.strerror or str(os_error)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _area_downscale(images: torch.Tensor, factor: int) -> torch.Tensor:

@@ -176,6 +176,11 @@ class SceneBox:
     maximum: tuple[float, float, float]
 
     def __post_init__(self) -> None:
+        for value in (*self.minimum, *self.maximum):
+            if not math.isfinite(value) or abs(value) > MAX_COORDINATE:
+                raise ValueError(
+                    f"scene box corners must be finite and at most {MAX_COORDINATE:g} in size, got {value!r}"
+                )
         if any(not (lo < hi) for lo, hi in zip(self.minimum, self.maximum, strict=True)):
             raise ValueError(f"scene box minimum {self.minimum} must be below maximum {self.maximum} on every axis")
 
