@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..atomic import check_writable_file
 from . import EXIT_BAD_INPUT
 
 HELP = "extract a coloured mesh (PLY, OBJ or GLB, world units) from a trained run with MISE and marching cubes"
@@ -70,12 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer, write_result
     from ..mesh.io import SUFFIXES
     from ..mesh.surface import EmptySurfaceError
+    from ..train.run_folder import check_readable_run
 
     run_dir: Path = args.run_dir.expanduser()
     out: Path = (args.out or run_dir / f"mesh-{args.resolution}.ply").expanduser()
     try:
-        if not run_dir.is_dir():
-            raise ValueError(f"run folder {run_dir} does not exist")
+        check_readable_run(run_dir)
+        check_writable_file(out)  # before minutes of extraction, not after
         if out.suffix.lower() not in SUFFIXES:
             raise ValueError(f"--out {out}: the suffix must be one of {', '.join(SUFFIXES)}")
         if out.exists() and not args.overwrite:
@@ -111,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.progress:
         print_progress("writing", 1.0)
-    result = write_result(result, out, overwrite=args.overwrite)
+    try:
+        result = write_result(result, out, overwrite=args.overwrite)
+    except OSError as exc:  # the folder changed after the check (disk full, permissions)
+        print(f"fieldwork extract: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     summary = result.summary()
     path = result.path
     if args.json:
