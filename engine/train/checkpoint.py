@@ -18,7 +18,7 @@ TRAINER_KEYS: dict[str, type | tuple[type, ...]] = {
     "step": int,
     "train_seconds": (int, float),
     "model": dict,
-    "optimizer": dict,
+    "optimizers": dict,  # one state per named optimiser of the method
     "generator": torch.Tensor,
 }
 
@@ -44,6 +44,8 @@ def load_checkpoint(
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a Fieldwork checkpoint of format {CHECKPOINT_FORMAT}")
     required = TRAINER_KEYS if required is None else required
+    if "optimizers" in required and "optimizers" not in payload and isinstance(payload.get("optimizer"), dict):
+        payload["optimizers"] = {"main": payload.pop("optimizer")}  # engine 0.1: the one optimiser of ngp/nerf
     missing = [key for key in required if key not in payload]
     if missing:
         raise ValueError(

@@ -113,6 +113,21 @@ class DatasetIdentity:
         return cls(path=str(Path(path).resolve()), fingerprint=digest.hexdigest(), frame_count=len(transforms.frames))
 
     @classmethod
+    def of_folder(cls, path: Path) -> DatasetIdentity:
+        """The data of another family (a shape dataset, an image collection): its files' names and sizes."""
+        path = Path(path)
+        files = sorted(item for item in path.rglob("*") if item.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for item in files:
+            digest.update(
+                json.dumps([str(item.relative_to(path)) if path.is_dir() else item.name, item.stat().st_size]).encode(
+                    "utf-8"
+                )
+                + b"\n"
+            )
+        return cls(path=str(path.resolve()), fingerprint=digest.hexdigest(), frame_count=len(files))
+
+    @classmethod
     def from_dict(cls, values: Any, where: Path) -> DatasetIdentity:
         try:
             return cls(
