@@ -387,14 +387,22 @@ class Session:
         status = self.handshake(handshake_timeout_s)
         if status is not None:
             return status
-        try:
-            while self.running:
-                active = self.training and not self.paused
-                self._handle_commands(block=not active)
-                if self.training and not self.paused and self.running:
-                    self._train_one_step()
-        finally:
-            self._release_run_dir()
+        from .train.run_folder import StopSignals
+
+        # SIGTERM (a killed Blender's session manager, a batch system) and Ctrl-C end the session as Stop does:
+        # the checkpoint is written first
+        with StopSignals() as signals:
+            try:
+                while self.running and not signals.requested:
+                    active = self.training and not self.paused
+                    self._handle_commands(block=not active)
+                    if self.training and not self.paused and self.running:
+                        self._train_one_step()
+                if signals.requested:
+                    LOG.info("%s: stopping the session", signals.signal_name)
+                    self._finish_training("stopped")
+            finally:
+                self._release_run_dir()
         return EXIT_OK
 
     def _handle_commands(self, block: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine import protocol
 from engine.server import PreviewScheduler, preview_pixels
+from engine.train.checkpoint import load_checkpoint
 from tests.conftest import REPO
 
 
@@ -430,5 +433,29 @@ def test_a_mistyped_setting_and_a_foreign_folder_are_named_and_nothing_is_writte
         assert (mine / "config.json").read_text() == '{"my": "settings"}'
         engine.send(protocol.Shutdown())
         assert engine.wait() == 0
+    finally:
+        engine.close()
+
+
+def test_sigterm_during_training_writes_the_checkpoint_and_ends_the_session(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    engine = EngineProcess()
+    try:
+        handshake(engine)
+        run_dir = tmp_path / "run"
+        engine.send(
+            protocol.Train(
+                dataset=str(tiny_dataset), out_dir=str(run_dir), steps=100000, preview_every_s=0.0,
+                settings=FAST_SETTINGS,
+            )
+        )  # fmt: skip
+        reached = next_of(engine, protocol.Progress).step
+        engine.process.send_signal(signal.SIGTERM)
+        done = next_of(engine, protocol.Done)
+        assert done.reason == "stopped" and done.step >= reached and Path(done.checkpoint).is_file()
+        assert engine.wait() == 0
+        assert load_checkpoint(run_dir / "checkpoint.pt", torch.device("cpu"))["step"] == done.step
     finally:
         engine.close()
