@@ -161,7 +161,10 @@ def run_method(scene: str, method: str, dataset: Path, truth: TriangleMesh, args
     started = time.perf_counter()
     trainer = Trainer.create(dataset, run_dir, config)
     while not trainer.is_done():
-        trainer.train_step()
+        stats = trainer.train_step()
+        if stats.step % 50 == 0:
+            shown = ", ".join(f"{name} {value:.4g}" for name, value in stats.figures.items())
+            print(f"{scene} {method} step {stats.step} ({trainer.train_seconds:.0f} s): {shown}", flush=True)
     trainer.save_checkpoint()
     wall_seconds = time.perf_counter() - started
     evaluation = trainer.evaluate(limit=args.eval_views)

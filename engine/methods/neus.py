@@ -14,7 +14,7 @@ NORMAL_MODES = ("finite", "analytic")
 class NeusConfig:
     """A signed distance field (hash grid + small MLP, starting as a sphere) rendered with NeuS's opacity."""
 
-    levels: int = 16
+    levels: int = 8  # half of ngp's 16: the per-sample gradient makes every lookup count double on a CPU
     features_per_level: int = 2
     log2_table_size: int = 19
     base_resolution: int = 16
@@ -23,7 +23,7 @@ class NeusConfig:
     geometry_features: int = 15
     direction_sh_degree: int = 4
     sphere_radius: float = 0.4  # the SDF starts as |x - centre| - r, a sphere in the middle of the unit cube
-    initial_variance: float = 0.3  # sharpness s = exp(10 * variance): 20 to start, learned
+    initial_variance: float = 0.35  # sharpness s = exp(10 * variance): 33 to start, learned
     anneal_end: float = 0.1  # fraction of the budget over which the ray-normal term anneals to the true cosine
     eikonal_weight: float = 0.1
     mask_weight: float = 0.1  # BCE of the rendered opacity against the images' alpha, when they have alpha
@@ -38,7 +38,7 @@ class NeusConfig:
     band_sharpness_widths: float = 4.0  # a cell is near the surface within a cell diagonal + this / s
     learning_rate: float = 1e-2
     final_learning_rate: float = 3e-4
-    variance_learning_rate: float = 1e-3
+    variance_learning_rate: float = 3e-3  # s must grow tenfold within a few hundred CPU steps
 
     def __post_init__(self) -> None:
         if self.normals not in NORMAL_MODES:
