@@ -191,7 +191,8 @@ def run_method(scene: str, method: str, dataset: Path, truth: TriangleMesh, args
             row["error"] = str(error)
             rows.append(row)
             continue
-        write_mesh(result.mesh, run_dir / f"mesh-{args.resolution}{'' if fill else '-unfilled'}.ply", overwrite=True)
+        suffix = "-unfilled" if trainer.spec.surface == "density" and not fill else ""
+        write_mesh(result.mesh, run_dir / f"mesh-{args.resolution}{suffix}.ply", overwrite=True)
         distances = surface_distances(result.mesh, truth, threshold, n_points=args.points)
         row.update(
             chamfer_l1=distances.chamfer_l1,

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..encodings.hash_grid import HashGrid
+from ..encodings.hash_grid import HashGrid, _combine_corners
 from ..encodings.spherical_harmonics import SphericalHarmonics
 from ..methods.neus import NeusConfig
 from ..render.occupancy_grid import OccupancyGrid
@@ -34,6 +34,43 @@ CENTRE = 0.5  # of the unit cube, where the initial sphere sits
 _DIFFERENCE_DIRECTIONS = torch.tensor(
     [[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]
 )
+
+
+class _InterpolateWithJacobian(torch.autograd.Function):
+    """Hash features and their spatial Jacobian from the same rows: features = sum_c w_c T[r_c] and
+    jacobian[..., k] = sum_c (dw_c / dx_k) T[r_c]. rows, weights (m, 8); derivatives (m, 8, 3) ->
+    features (m, F), jacobian (m, F, 3). Both are linear in the table T, so the backward is one
+    scatter of the combined weighted gradients (not four, as four separate lookups would take)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, table: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, derivatives: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(rows, weights, derivatives)
+        ctx.table_shape = table.shape
+        features = nn.functional.embedding_bag(rows, table, per_sample_weights=weights, mode="sum")
+        jacobian = torch.stack(
+            [
+                nn.functional.embedding_bag(
+                    rows, table, per_sample_weights=derivatives[..., axis].contiguous(), mode="sum"
+                )
+                for axis in range(3)
+            ],
+            dim=-1,
+        )
+        return features, jacobian
+
+    @staticmethod
+    def backward(
+        ctx: Any, grad_features: torch.Tensor, grad_jacobian: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None, None]:
+        rows, weights, derivatives = ctx.saved_tensors
+        # (m, 8, F): what each corner's table row receives from the features and the three derivatives
+        combined = weights[..., None] * grad_features[:, None, :]
+        combined = combined + torch.einsum("mca,mfa->mcf", derivatives, grad_jacobian)
+        grad_table = torch.zeros(ctx.table_shape, dtype=grad_features.dtype, device=grad_features.device)
+        grad_table.index_add_(0, rows.reshape(-1), combined.reshape(-1, grad_features.shape[-1]))
+        return grad_table, None, None, None
 
 
 @dataclass
@@ -87,7 +124,7 @@ class SurfaceField(nn.Module):
         )
         self.prior_scale = prior_scale
         self.sphere_radius = config.sphere_radius
-        self.analytic = config.normals == "analytic"
+        self.normals = config.normals
         self.difference_step = config.finite_difference_cells / finest_resolution
         self.register_buffer("difference_offsets", _DIFFERENCE_DIRECTIONS * self.difference_step, persistent=False)
 
@@ -119,11 +156,54 @@ class SurfaceField(nn.Module):
         if not gradient:
             scalar, features = self.scalar_and_features(points)
             return Geometry(scalar, features)
-        if self.analytic:
-            return self._analytic_geometry(points, create_graph)
+        if self.normals == "analytic":
+            return self._analytic_geometry(points)
+        if self.normals == "autograd":
+            return self._autograd_geometry(points, create_graph)
         return self._finite_geometry(points)
 
-    def _analytic_geometry(self, points: torch.Tensor, create_graph: bool) -> Geometry:
+    def _analytic_geometry(self, points: torch.Tensor) -> Geometry:
+        """The gradient by the chain rule written out: the hash features' spatial Jacobian is the same table
+        interpolated with the trilinear weights' derivatives (three more fused lookups on the same rows),
+        and the MLP's input gradient is W1^T (w2 * softplus'(h)). Everything is linear in the table, so a
+        loss on the gradient needs only a first-order backward (no double backward through the lookup)."""
+        encoding = self.encoding
+        n_points, n_levels = points.shape[0], encoding.n_levels
+        lookup = encoding.lookup(points)
+        rows = lookup.rows.view(-1, 8)
+        table = encoding.table
+        # per level and axis: the low and high corners' weights (1 - f, f) and their derivatives (-N, N)
+        scale = encoding.level_scale[None, :, None]
+        scaled = points.clamp(0.0, 1.0)[:, None, :] * scale
+        fraction = scaled - scaled.floor().clamp(max=scale - 1)
+        low, high = 1.0 - fraction, fraction
+        slope = scale.expand_as(fraction)
+        derivatives = []
+        for axis in range(3):
+            axis_low, axis_high = low.clone(), high.clone()
+            axis_low[..., axis], axis_high[..., axis] = -slope[..., axis], slope[..., axis]
+            derivatives.append(_combine_corners(torch.stack([axis_low, axis_high], dim=-2), torch.mul).reshape(-1, 8))
+        features, jacobian = _InterpolateWithJacobian.apply(
+            table, rows, lookup.weights.view(-1, 8).to(table.dtype), torch.stack(derivatives, dim=-1).to(table.dtype)
+        )
+        features = features.reshape(n_points, encoding.out_dim)
+        jacobian = jacobian.reshape(n_points, encoding.out_dim, 3)
+        first, activation, last = self.scalar_mlp[0], self.scalar_mlp[1], self.scalar_mlp[2]
+        assert isinstance(first, nn.Linear) and isinstance(activation, nn.Softplus) and isinstance(last, nn.Linear)
+        hidden = first(torch.cat([features, points * 2.0 - 1.0], dim=-1))
+        output = last(activation(hidden))
+        offset = points - CENTRE
+        distance = offset.norm(dim=-1, keepdim=True)
+        scalar = self.prior_scale * (distance[:, 0] - self.sphere_radius) + output[:, 0].float()
+        # d scalar / d MLP input: softplus' = sigmoid(beta h)
+        input_gradient = (torch.sigmoid(activation.beta * hidden) * last.weight[0]) @ first.weight
+        gradient = torch.einsum("nd,ndk->nk", input_gradient[:, : encoding.out_dim], jacobian)
+        gradient = gradient + 2.0 * input_gradient[:, encoding.out_dim :]
+        gradient = gradient + self.prior_scale * offset / distance.clamp(min=1e-8)
+        assert n_levels == len(encoding.resolutions)
+        return Geometry(scalar, output[:, 1:], gradient.float())
+
+    def _autograd_geometry(self, points: torch.Tensor, create_graph: bool) -> Geometry:
         with torch.enable_grad():
             inputs = points.detach().requires_grad_(True)
             scalar, features = self.scalar_and_features(inputs, differentiable=True)

@@ -23,7 +23,7 @@ def test_eikonal_loss_is_zero_for_an_exact_sphere_sdf() -> None:
     assert float(eikonal_loss(2.0 * gradient)) == pytest.approx(1.0)  # |grad| = 2: (2 - 1)^2
 
 
-@pytest.mark.parametrize("normals", ["analytic", "finite"])
+@pytest.mark.parametrize("normals", ["analytic", "autograd", "finite"])
 def test_a_new_neus_field_is_the_sphere_and_its_eikonal_loss_vanishes(normals: str) -> None:
     field = SurfaceField(NeusConfig(normals=normals, sphere_radius=0.3, **TINY), finest_resolution=32)
     points = 0.2 + 0.6 * torch.rand(300, 3, generator=torch.Generator().manual_seed(1))
@@ -32,7 +32,31 @@ def test_a_new_neus_field_is_the_sphere_and_its_eikonal_loss_vanishes(normals: s
     assert torch.allclose(geometry.scalar, expected, atol=1e-5)
     assert geometry.gradient is not None
     # central differences of |x - c| err by O(h^2 / r) at step h = 0.5 / 32: a few 1e-6 after squaring
-    assert float(eikonal_loss(geometry.gradient).detach()) < (1e-10 if normals == "analytic" else 1e-5)
+    assert float(eikonal_loss(geometry.gradient).detach()) < (1e-5 if normals == "finite" else 1e-10)
+
+
+def perturbed_field(normals: str) -> SurfaceField:
+    torch.manual_seed(2)
+    field = SurfaceField(NeusConfig(normals=normals, finite_difference_cells=0.01, **TINY), finest_resolution=32)
+    with torch.no_grad():
+        field.encoding.table.normal_(0.0, 0.05)
+        field.scalar_mlp[-1].weight.normal_(0.0, 0.1)
+    return field
+
+
+def test_the_written_out_chain_rule_matches_autograd_values_and_parameter_gradients() -> None:
+    analytic, autograd = perturbed_field("analytic"), perturbed_field("autograd")
+    points = torch.rand(64, 3, generator=torch.Generator().manual_seed(3))
+    grads = []
+    for field in (analytic, autograd):
+        geometry = field.geometry(points, gradient=True, create_graph=True)
+        assert geometry.gradient is not None
+        loss = eikonal_loss(geometry.gradient) + geometry.scalar.sum()
+        grads.append(torch.autograd.grad(loss, [field.encoding.table, field.scalar_mlp[0].weight]))
+        grads.append(geometry.gradient.detach())
+    assert torch.allclose(grads[1], grads[3], atol=1e-5)  # the SDF gradients
+    for mine, reference in zip(grads[0], grads[2], strict=True):  # d eikonal / d parameters
+        assert torch.allclose(mine, reference, atol=1e-5, rtol=1e-4)
 
 
 def test_analytic_and_finite_difference_gradients_agree_on_a_perturbed_field() -> None:
