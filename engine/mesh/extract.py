@@ -22,7 +22,7 @@ from ..methods import NO_SURFACE
 from .cleanup import CleanupConfig, clean_mesh
 from .colour import ViewImage, colours_along_normals, colours_from_views
 from .dense import sample_dense
-from .grid import Grid, SampledGrid
+from .grid import Grid, SampledGrid, pad_outside
 from .io import linear_to_srgb, write_mesh
 from .levels import FieldKind, SurfaceLevel
 from .mise import initial_resolution_for, refinement_steps, sample_mise
@@ -216,6 +216,8 @@ def extract_radiance_mesh(
             visibility.rays,
             visibility.seconds,
         )
+    if kind is not FieldKind.DENSITY:
+        sampled = pad_outside(sampled)  # a solid field reaching the box still gives a closed mesh
     mesh = marching_cubes(sampled, what=what, level=level.describe())
     mesh = clean_mesh(mesh, settings.cleanup, diagonal)
     if mesh.n_faces == 0:

@@ -87,3 +87,18 @@ class SampledGrid:
     grid: Grid
     values: np.ndarray
     n_queries: int
+
+
+def pad_outside(sampled: SampledGrid) -> SampledGrid:
+    """The lattice with one more layer of points all round, outside (negative): marching cubes then closes
+    a surface that reaches the box's faces, so the mesh of a surface field is watertight."""
+    values = sampled.values
+    outside = min(-1e-3, -float(np.abs(values).max()))
+    padded = np.pad(values, 1, mode="constant", constant_values=outside)
+    cells = sampled.grid.cells
+    grid = Grid(
+        origin=sampled.grid.origin - sampled.grid.cell_size,
+        cell_size=sampled.grid.cell_size,
+        cells=(cells[0] + 2, cells[1] + 2, cells[2] + 2),
+    )
+    return SampledGrid(grid=grid, values=padded, n_queries=sampled.n_queries)

@@ -62,3 +62,43 @@ def surface_distances(
         f_score=f_score,
         threshold=threshold,
     )
+
+
+def point_distances(predicted_points: np.ndarray, true_points: np.ndarray, threshold: float) -> SurfaceDistances:
+    """Chamfer-L1 and F-score between two point sets (a point-cloud ground truth has no triangles to sample)."""
+    to_truth, _ = cKDTree(true_points).query(predicted_points)
+    to_prediction, _ = cKDTree(predicted_points).query(true_points)
+    precision = float((to_truth < threshold).mean())
+    recall = float((to_prediction < threshold).mean())
+    f_score = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    accuracy, completeness = float(to_truth.mean()), float(to_prediction.mean())
+    return SurfaceDistances(
+        0.5 * (accuracy + completeness), accuracy, completeness, precision, recall, f_score, threshold
+    )
+
+
+def normal_consistency(predicted: TriangleMesh, truth: TriangleMesh, n_points: int = 100_000, seed: int = 0) -> float:
+    """Occupancy Networks' normal consistency: the mean |cos| between the normal at a point of one surface and
+    the normal of the nearest point of the other, both ways, averaged. 1 for identical surfaces."""
+    rng = np.random.default_rng(seed)
+
+    def points_and_normals(mesh: TriangleMesh) -> tuple[np.ndarray, np.ndarray]:
+        normals = mesh.face_normals()
+        areas = np.linalg.norm(normals, axis=1)
+        faces = rng.choice(mesh.n_faces, size=n_points, p=areas / areas.sum())
+        u, v = rng.random(n_points), rng.random(n_points)
+        outside = u + v > 1
+        u[outside], v[outside] = 1 - u[outside], 1 - v[outside]
+        corners = mesh.vertices[mesh.faces[faces]]
+        points = (
+            corners[:, 0] + u[:, None] * (corners[:, 1] - corners[:, 0]) + v[:, None] * (corners[:, 2] - corners[:, 0])
+        )
+        return points, normals[faces] / np.maximum(areas[faces, None], 1e-20)
+
+    predicted_points, predicted_normals = points_and_normals(predicted)
+    true_points, true_normals = points_and_normals(truth)
+    _, nearest_truth = cKDTree(true_points).query(predicted_points)
+    _, nearest_prediction = cKDTree(predicted_points).query(true_points)
+    forward = np.abs(np.sum(predicted_normals * true_normals[nearest_truth], axis=1)).mean()
+    backward = np.abs(np.sum(true_normals * predicted_normals[nearest_prediction], axis=1)).mean()
+    return float(0.5 * (forward + backward))

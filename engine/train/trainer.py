@@ -131,7 +131,7 @@ class FamilyData:
 
 # Openers of the families other than posed images: "module:function" (relative to the engine package) of
 # opener(path, config, device) -> FamilyData. Images are opened by the trainer itself (RaySource).
-FAMILY_OPENERS: dict[str, str] = {}
+FAMILY_OPENERS: dict[str, str] = {"shapes": ".data.shape_source:open_shapes"}
 
 
 def open_family_data(family: str, path: Path, config: TrainConfig, device: torch.device) -> FamilyData:
@@ -197,13 +197,11 @@ class Trainer:
     def create(cls, dataset: Path, out_dir: Path, config: TrainConfig) -> Trainer:
         """Start a run in out_dir, or resume it when out_dir holds a checkpoint (the saved method settings
         win; steps, minutes, device and evaluation come from config, so a run can be extended)."""
-        if config.spec.family != IMAGES:
-            raise ValueError(
-                f"method {config.method!r} trains on {config.spec.family}, not on a transforms.json dataset"
-            )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         device = pick_device(config.device)
+        if config.spec.family != IMAGES:
+            return cls._create_from_family(Path(dataset), out_dir, config, device)
         checkpoint_path = out_dir / CHECKPOINT_NAME
         if checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file():
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
@@ -349,7 +347,6 @@ class Trainer:
         if n_rays:
             figures["rays_per_second"] = n_rays / max(seconds, 1e-9)
         loss = float(result.loss.detach()) if result.loss is not None else float(figures.get("loss", 0.0))
-        n_rays = batch.target.shape[0]
         stats = StepStats(
             step=self.step, loss=loss, figures=figures, rays=n_rays, samples=result.samples, seconds=seconds
         )
@@ -403,7 +400,21 @@ class Trainer:
         self.save_checkpoint()
         if self.stop_requested:
             return {"step": self.step, "train_seconds": self.train_seconds, "stopped": True}
+        if self.spec.family != IMAGES:
+            return self.evaluate_run()
         return self.evaluate(limit=self.config.eval_views, on_view=_evaluation_bar if progress else None)
+
+    def evaluate_run(self) -> dict[str, Any]:
+        """The run's evaluation by its family: held-out views for images, the method's evaluate(trainer)
+        otherwise (IoU, Chamfer... for shapes); {} when the method has none or eval_views is 0."""
+        if self.spec.family == IMAGES:
+            return self.evaluate(limit=self.config.eval_views)
+        evaluate = getattr(self.model, "evaluate", None)
+        if evaluate is None or self.config.eval_views == 0:
+            return {"step": self.step, "train_seconds": self.train_seconds}
+        result = dict(evaluate(self))
+        self._append_metrics({"event": "eval", **result})
+        return result
 
     # -- outputs ---------------------------------------------------------------------------------
 
