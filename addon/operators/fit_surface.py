@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .import_mesh import select_only
 from .shape_jobs import (
@@ -42,6 +42,10 @@ class FIELDWORK_OT_fit_surface(ShapeJobOperator):
     minutes: FloatProperty(  # type: ignore[valid-type]
         name="Time Budget", description="Minutes of training per object", default=1.0, min=0.01, max=600.0
     )
+    settings: StringProperty(  # type: ignore[valid-type]
+        name="Method Settings",
+        description="More settings of the method, 'key=value' separated by spaces (python -m engine methods)",
+    )
     steps: IntProperty(  # type: ignore[valid-type]
         name="Step Limit", description="Stop after this many training steps (0: only the time budget)", default=0, min=0
     )
@@ -58,6 +62,7 @@ class FIELDWORK_OT_fit_surface(ShapeJobOperator):
             dataset = export_objects(context, folder / "shapes", [obj])
             run, mesh = folder / "run", folder / f"mesh-{resolution}.ply"
             budget = ["--minutes", repr(self.minutes)] + (["--steps", str(self.steps)] if self.steps else [])
+            budget += [argument for setting in self.settings.split() for argument in ("--set", setting)]
             steps.append(
                 EngineStep(
                     engine(

@@ -42,6 +42,10 @@ class FIELDWORK_OT_shape_space(ShapeJobOperator):
         default="deepsdf",
     )
     minutes: FloatProperty(name="Time Budget", default=5.0, min=0.01, max=6000.0)  # type: ignore[valid-type]
+    settings: StringProperty(  # type: ignore[valid-type]
+        name="Method Settings",
+        description="More settings of the method, 'key=value' separated by spaces (python -m engine methods)",
+    )
     steps: IntProperty(  # type: ignore[valid-type]
         name="Step Limit", description="Stop after this many training steps (0: only the time budget)", default=0, min=0
     )
@@ -58,6 +62,7 @@ class FIELDWORK_OT_shape_space(ShapeJobOperator):
         dataset = export_objects(context, folder / "shapes", objects)
         run = folder / "run"
         budget = ["--minutes", repr(self.minutes)] + (["--steps", str(self.steps)] if self.steps else [])
+        budget += [argument for setting in self.settings.split() for argument in ("--set", setting)]
 
         def done(_stdout: str) -> None:
             assert context.scene is not None

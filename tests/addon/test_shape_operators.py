@@ -39,7 +39,9 @@ def test_fit_surface_makes_a_closed_mesh_where_the_source_is(shape_scene: bpy.ty
     before_matrix = np.array(source.matrix_world)
     before_vertices = _world_vertices(source)
 
-    result = bpy.ops.fieldwork.fit_surface(method="igr", resolution=32, minutes=1.0, steps=60)
+    result = bpy.ops.fieldwork.fit_surface(
+        method="igr", resolution=32, minutes=1.0, steps=60, settings="surface_samples=5000 labelled_samples=2000"
+    )
 
     assert result == {"FINISHED"}
     (name,) = _fieldwork_objects()
@@ -104,3 +106,49 @@ def test_the_shapes_panel_and_operators_are_registered(fieldwork_addon: str) -> 
     assert "VIEW3D_PT_fieldwork_shapes" in [cls.__name__ for cls in panels._CLASSES]
     for name in ("fit_surface", "shape_space", "new_shape", "blend_shapes", "complete_shape"):
         assert hasattr(bpy.ops.fieldwork, name)
+
+
+TINY_DEEPSDF = "surface_samples=2000 labelled_samples=4000 hidden_width=32 hidden_layers=3 inference_steps=20"
+
+
+def test_a_shape_space_makes_new_blended_and_completed_shapes(shape_scene: bpy.types.Scene) -> None:
+    family = bpy.data.collections.new("Family")
+    shape_scene.collection.children.link(family)
+    for index, radius in enumerate((0.4, 0.6, 0.8)):
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=radius, location=(2.0 * index, 0.0, 0.0), segments=12, ring_count=6)
+        sphere = bpy.context.active_object
+        sphere.name = f"Ball.{index}"
+        for collection in sphere.users_collection:
+            collection.objects.unlink(sphere)
+        family.objects.link(sphere)
+    settings = {"resolution": 16}
+
+    assert bpy.ops.fieldwork.shape_space(
+        collection="Family", method="deepsdf", minutes=1.0, steps=3, settings=TINY_DEEPSDF
+    ) == {"FINISHED"}
+    run = Path(shape_scene["fieldwork_shape_space"])
+    assert (run / "checkpoint.pt").is_file() and family["fieldwork_shape_space"] == str(run)
+
+    shape_scene.cursor.location = (0.0, 5.0, 1.0)
+    assert bpy.ops.fieldwork.new_shape(seed=2, **settings) == {"FINISHED"}
+    new = bpy.data.objects["New Shape 2"]
+    assert np.allclose(np.array(new.matrix_world)[:3, 3], (0.0, 5.0, 1.0))
+
+    assert bpy.ops.fieldwork.blend_shapes(first="Ball.0", second="Ball.2", count=2, **settings) == {"FINISHED"}
+    assert {"Blend Ball.0-Ball.2 0", "Blend Ball.0-Ball.2 1"} <= set(_fieldwork_objects())
+
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5, location=(0.0, -3.0, 0.0), segments=12, ring_count=6)
+    partial = bpy.context.active_object
+    partial.name = "Half"
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.select_all(action="DESELECT")
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for vertex in partial.data.vertices:
+        vertex.select = vertex.co.z > 0.1
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.delete(type="VERT")
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.ops.fieldwork.complete_shape(**settings) == {"FINISHED"}
+    completed = bpy.data.objects["Half Completed"]
+    assert np.allclose(np.array(completed.matrix_world), np.array(partial.matrix_world))
+    assert len(completed.data.polygons) > 0
