@@ -199,6 +199,7 @@ class DeepSdfModel(ShapeModel):
             learning_rate=config.inference_learning_rate,
             regularization=config.inference_regularization,
             delta=config.clamp,
+            batch_points=config.inference_batch,
             generator=generator,
         )
 

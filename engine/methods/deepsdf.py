@@ -31,7 +31,8 @@ class DeepSdfConfig:
     final_learning_rate: float = 1e-4
     code_learning_rate: float = 3e-3
     final_code_learning_rate: float = 3e-4
-    inference_steps: int = 400  # fitting a code to a new shape (the paper: 800)
+    inference_steps: int = 300  # fitting a code to a new shape (the paper: 800)
+    inference_batch: int = 2048  # SDF samples per step of that fitting
     inference_learning_rate: float = 5e-3
     inference_regularization: float = 1e-4
     completion_offset: float = 0.02  # samples along a partial shape's normals, normalised units
