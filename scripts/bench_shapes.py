@@ -198,8 +198,14 @@ def train_until(
         if truth is not None and row["f1"] >= target_f:
             break
     trainer.save_checkpoint()
+    trainer.config.eval_views = -1  # evaluate_run measures what the method reports
     print(f"    (opening the data, sampling included: {opened:.1f} s)")
     return trainer, history
+
+
+def settings_of(text: str) -> dict[str, Any]:
+    """'key=value,key=value' (values as JSON) -> a dict of method settings."""
+    return {key: json.loads(value) for key, value in (item.split("=") for item in text.split(",") if item)}
 
 
 def clean_truth(dataset_dir: Path) -> Any:
@@ -221,6 +227,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=10)
     parser.add_argument("--eval-shapes", type=int, default=6, help="held-out shapes evaluated (meshed)")
     parser.add_argument("--igr-settings", default="", help="extra igr settings, key=value,key=value")
+    parser.add_argument("--onet-settings", default="", help="extra single-shape onet settings, key=value,...")
     parser.add_argument("--igr-shapes", type=int, default=2, help="1: the Suzanne only")
     parser.add_argument("--igr-clean-only", action="store_true", help="no scan-like input")
     parser.add_argument("--device", default="cpu")
@@ -265,8 +272,7 @@ def main() -> None:
 
     trained_igr = None
     if "igr" in args.only or "mise" in args.only:
-        extra = dict(item.split("=") for item in args.igr_settings.split(",") if item)
-        igr_settings: dict[str, Any] = {key: json.loads(value) for key, value in extra.items()}
+        igr_settings = settings_of(args.igr_settings)
         print(f"\nIGR, {args.igr_seconds:.0f} s budget each, mesh at 128 (settings {igr_settings or 'defaults'})")
         for name, dataset_dir in (("Suzanne", suzanne_dir), ("TorusKnot", knot_dir))[: args.igr_shapes]:
             geometry = read_shape_dataset(dataset_dir).geometry(read_shape_dataset(dataset_dir).shapes[0])
@@ -303,7 +309,7 @@ def main() -> None:
             suzanne_dir,
             folder / "onet-single",
             "onet",
-            {"eval_resolution": 128, "eval_shapes": 1},
+            {"eval_resolution": 128, "eval_shapes": 1, **settings_of(args.onet_settings)},
             args.onet_seconds,
             1,
             args.device,
