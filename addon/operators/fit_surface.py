@@ -20,7 +20,6 @@ from .shape_jobs import (
     import_result,
 )
 
-
 # One shape: Fourier features of p fit it much faster (bench_shapes.py: IoU 0.998 against 0.941 in 120 s)
 SINGLE_SHAPE_SETTINGS = {"onet": ["encoding_frequencies=4"]}
 
