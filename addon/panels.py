@@ -82,6 +82,29 @@ class VIEW3D_PT_fieldwork_extract(_FieldworkSidebar):
         layout.operator("fieldwork.import_mesh", icon="IMPORT")
 
 
+class VIEW3D_PT_fieldwork_shapes(_FieldworkSidebar):
+    bl_label = "Shapes"
+    bl_idname = "VIEW3D_PT_fieldwork_shapes"
+    bl_parent_id = "VIEW3D_PT_fieldwork"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.label(text="Selected objects")
+        layout.operator("fieldwork.export_shapes", icon="EXPORT")
+        layout.operator("fieldwork.fit_surface", icon="MOD_REMESH")
+        layout.separator()
+        layout.label(text="Shape space of a collection")
+        layout.operator("fieldwork.shape_space", icon="OUTLINER_COLLECTION")
+        run = context.scene.get("fieldwork_shape_space", "") if context.scene is not None else ""
+        column = layout.column(align=True)
+        column.enabled = bool(run)
+        column.operator("fieldwork.new_shape", icon="ADD")
+        column.operator("fieldwork.blend_shapes", icon="IPO_LINEAR")
+        column.operator("fieldwork.complete_shape", icon="MOD_BUILD")
+        if run:
+            layout.label(text=f"Space: {run}")
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -142,7 +165,13 @@ def _draw_status_bar(self: bpy.types.Header, context: bpy.types.Context) -> None
     self.layout.progress(factor=state.progress_fraction, type="BAR", text=f"Fieldwork {state.step}/{state.total_steps}")
 
 
-_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_capture, VIEW3D_PT_fieldwork_extract, VIEW3D_PT_fieldwork_train)
+_CLASSES = (
+    VIEW3D_PT_fieldwork,
+    VIEW3D_PT_fieldwork_capture,
+    VIEW3D_PT_fieldwork_extract,
+    VIEW3D_PT_fieldwork_shapes,
+    VIEW3D_PT_fieldwork_train,
+)
 
 
 def register() -> None:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import bpy
 
 from . import (
+    blend_shapes,
     check_engine,
+    complete_shape,
     export_dataset,
     export_shapes,
     extract_mesh,
+    fit_surface,
     import_dataset,
     import_mesh,
+    new_shape,
     setup_engine,
+    shape_space,
     stop,
     train,
 )
@@ -23,6 +28,11 @@ _MODULES = (
     export_shapes,
     import_mesh,
     extract_mesh,
+    fit_surface,
+    shape_space,
+    new_shape,
+    blend_shapes,
+    complete_shape,
     setup_engine,
     train,
     stop,

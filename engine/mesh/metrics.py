@@ -64,6 +64,19 @@ def surface_distances(
     )
 
 
+def point_distances(predicted_points: np.ndarray, true_points: np.ndarray, threshold: float) -> SurfaceDistances:
+    """Chamfer-L1 and F-score between two point sets (a point-cloud ground truth has no triangles to sample)."""
+    to_truth, _ = cKDTree(true_points).query(predicted_points)
+    to_prediction, _ = cKDTree(predicted_points).query(true_points)
+    precision = float((to_truth < threshold).mean())
+    recall = float((to_prediction < threshold).mean())
+    f_score = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    accuracy, completeness = float(to_truth.mean()), float(to_prediction.mean())
+    return SurfaceDistances(
+        0.5 * (accuracy + completeness), accuracy, completeness, precision, recall, f_score, threshold
+    )
+
+
 def normal_consistency(predicted: TriangleMesh, truth: TriangleMesh, n_points: int = 100_000, seed: int = 0) -> float:
     """Occupancy Networks' normal consistency: the mean |cos| between the face normal at a point sampled on
     one mesh and the face normal of the nearest sample on the other, both ways averaged. 1 is perfect; the

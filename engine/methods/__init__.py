@@ -219,7 +219,7 @@ def _type_name(annotation: Any) -> str:
 
 # ---------------------------------------------------------------------------- the entries
 
-_ENTRIES = ("ngp", "nerf", "neus", "unisurf")
+_ENTRIES = ("ngp", "nerf", "neus", "unisurf", "igr", "onet", "deepsdf")
 
 
 def _load_entries() -> None:
