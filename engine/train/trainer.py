@@ -131,7 +131,7 @@ class FamilyData:
 
 # Openers of the families other than posed images: "module:function" (relative to the engine package) of
 # opener(path, config, device) -> FamilyData. Images are opened by the trainer itself (RaySource).
-FAMILY_OPENERS: dict[str, str] = {}
+FAMILY_OPENERS: dict[str, str] = {"collections": ".data.collection_source:open_collection"}
 
 
 def open_family_data(family: str, path: Path, config: TrainConfig, device: torch.device) -> FamilyData:
@@ -197,13 +197,11 @@ class Trainer:
     def create(cls, dataset: Path, out_dir: Path, config: TrainConfig) -> Trainer:
         """Start a run in out_dir, or resume it when out_dir holds a checkpoint (the saved method settings
         win; steps, minutes, device and evaluation come from config, so a run can be extended)."""
-        if config.spec.family != IMAGES:
-            raise ValueError(
-                f"method {config.method!r} trains on {config.spec.family}, not on a transforms.json dataset"
-            )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         device = pick_device(config.device)
+        if config.spec.family != IMAGES:
+            return cls._create_from_family(Path(dataset), out_dir, config, device)
         checkpoint_path = out_dir / CHECKPOINT_NAME
         if checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file():
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
@@ -344,12 +342,12 @@ class Trainer:
         self.step += 1
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
+        self.model.after_step(self)
         figures = {name: float(value) for name, value in result.figures.items()}
         n_rays = batch.target.shape[0] if isinstance(batch, RayBatch) else 0
         if n_rays:
             figures["rays_per_second"] = n_rays / max(seconds, 1e-9)
         loss = float(result.loss.detach()) if result.loss is not None else float(figures.get("loss", 0.0))
-        n_rays = batch.target.shape[0]
         stats = StepStats(
             step=self.step, loss=loss, figures=figures, rays=n_rays, samples=result.samples, seconds=seconds
         )
@@ -403,7 +401,17 @@ class Trainer:
         self.save_checkpoint()
         if self.stop_requested:
             return {"step": self.step, "train_seconds": self.train_seconds, "stopped": True}
-        return self.evaluate(limit=self.config.eval_views, on_view=_evaluation_bar if progress else None)
+        return self.evaluate_run(progress)
+
+    def evaluate_run(self, progress: bool = False) -> dict[str, Any]:
+        """The evaluation of the run's family: held-out views (PSNR/SSIM) for images, the method's own
+        ``evaluate(trainer)`` for other families (a summary of step and time when it has none)."""
+        if self.spec.family == IMAGES:
+            return self.evaluate(limit=self.config.eval_views, on_view=_evaluation_bar if progress else None)
+        evaluate = getattr(self.model, "evaluate", None)
+        if evaluate is None or self.config.eval_views == 0:
+            return {"step": self.step, "train_seconds": self.train_seconds}
+        return dict(evaluate(self))
 
     # -- outputs ---------------------------------------------------------------------------------
 
