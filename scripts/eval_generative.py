@@ -299,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distance", type=float, default=0.3, help="translation in world units")
     parser.add_argument("--degrees", type=float, default=15.0, help="circular translation about the floor centre")
     parser.add_argument("--oracle-epochs", type=int, default=25)
+    parser.add_argument("--oracle-cache", type=Path, help="keep the trained oracle here and reuse it when it exists")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -311,7 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     train_images = torch.from_numpy(collection.images(train).transpose(0, 3, 1, 2).copy())
     heldout_images = torch.from_numpy(collection.images(heldout).transpose(0, 3, 1, 2).copy())
     train_labels, heldout_labels = labels_of(collection, train), labels_of(collection, heldout)
-    oracle = train_oracle(train_images, train_labels, max_count, args.oracle_epochs)
+    if args.oracle_cache is not None and args.oracle_cache.is_file():
+        oracle = Oracle(max_count)
+        oracle.load_state_dict(torch.load(args.oracle_cache, weights_only=True))
+        oracle.eval()
+    else:
+        oracle = train_oracle(train_images, train_labels, max_count, args.oracle_epochs)
+        if args.oracle_cache is not None:
+            torch.save(oracle.state_dict(), args.oracle_cache)
     heldout_out = oracle_outputs(oracle, heldout_images)
     train_out = oracle_outputs(oracle, train_images[: len(heldout)])
     real = {
