@@ -24,10 +24,12 @@ images (and parameter files) already written and completes the collection; a lar
 ``--workers N`` renders disjoint shards in N separate Blender processes (the same interpreter, or the same
 Blender binary). Units: Blender world units; angles in degrees in every JSON file.
 
-Renderer (``--engine auto``): Cycles on the CPU with few samples and no denoising. Measured here (bpy 5.0.1,
-2 shared CPU cores, 3 objects): Cycles renders a 32x32 image in about 0.1 s, Eevee (which headless falls back
-to a software OpenGL context) in about 4 s, so auto is Cycles; ``--engine eevee`` is there for machines with a
-GPU context.
+Renderer (``--engine auto``): Cycles on the CPU, 16 samples, no denoising. Measured here (bpy 5.0.1, 2 CPU
+cores shared with other jobs, 1..3 objects, one worker): Cycles 11.2 images/s at 32x32 and 3.9 at 64x64 (3.0
+and 1.9 with 8 samples and OpenImageDenoise: denoising costs more than it saves at this size); Eevee renders
+headless, through a software OpenGL context, at 0.03 images/s at both sizes (about 10 CPU seconds per image
+against Cycles' 0.06), so auto is Cycles; ``--engine eevee`` is for machines with a GPU context. 1000 images at
+32x32 with ``--workers 2`` took 112 s.
 """
 
 from __future__ import annotations
