@@ -151,7 +151,10 @@ class FamilyData:
 
 # Openers of the families other than posed images: "module:function" (relative to the engine package) of
 # opener(path, config, device) -> FamilyData. Images are opened by the trainer itself (RaySource).
-FAMILY_OPENERS: dict[str, str] = {"shapes": ".data.shape_source:open_shapes"}
+FAMILY_OPENERS: dict[str, str] = {
+    "shapes": ".data.shape_source:open_shapes",
+    "collections": ".data.collection_source:open_collection",
+}
 
 
 def open_family_data(family: str, path: Path, config: TrainConfig, device: torch.device) -> FamilyData:
@@ -387,6 +390,7 @@ class Trainer:
         self.step += 1
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
+        self.model.after_step(self)
         figures = {name: float(value) for name, value in result.figures.items()}
         n_rays = batch.target.shape[0] if isinstance(batch, RayBatch) else 0
         if n_rays:
