@@ -219,7 +219,7 @@ def _type_name(annotation: Any) -> str:
 
 # ---------------------------------------------------------------------------- the entries
 
-_ENTRIES = ("ngp", "nerf")
+_ENTRIES = ("ngp", "nerf", "giraffe", "graf")
 
 
 def _load_entries() -> None:
