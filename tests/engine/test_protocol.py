@@ -32,9 +32,18 @@ EXAMPLES: dict[str, protocol.Message] = {
     "render_view": protocol.RenderView(request_id=7, fl_x=10.0, fl_y=10.0, cx=4.0, cy=4.0, width=8, height=8),
     "extract": protocol.Extract(out_path="/o/mesh.ply", resolution=64),
     "shutdown": protocol.Shutdown(),
+    "open_run": protocol.OpenRun(run_dir="/runs/giraffe", device="cpu"),
+    "sample_layout": protocol.SampleLayout(request_id=2, seed=5, n_objects=3, proxy_resolution=16),
+    "render_layout": protocol.RenderLayout(
+        request_id=3, layout={"objects": []}, fl_x=10.0, fl_y=10.0, cx=4.0, cy=4.0, width=8, height=8
+    ),
+    "run_opened": protocol.RunOpened(run_dir="/runs/giraffe", method="giraffe", step=2, facts={"slots": 3}),
+    "layout_ready": protocol.LayoutReady(
+        request_id=2, layout={"objects": []}, proxies=[{"name": "a", "vertices": 1, "faces": 0}], payload=b"x" * 12
+    ),
     "welcome": protocol.Welcome(engine_version="0.1.0", torch_version="2.x", device="cpu", pid=42, session_id="abc"),
     "progress": protocol.Progress(step=3, total_steps=10, figures={"loss": 0.25, "psnr": 18.5}, preview_s=0.5),
-    "preview_frame": protocol.PreviewFrame(width=2, height=3, step=4, view_id=3, payload=bytes(range(24))),
+    "preview_frame": protocol.PreviewFrame(width=2, height=3, step=4, view_id=3, layers=2, payload=bytes(range(24))),
     "log": protocol.Log(level="info", message="hello"),
     "warning": protocol.Warning(message="careful"),
     "error": protocol.Error(message="bad", traceback="Traceback...", fatal=True, command="train"),
