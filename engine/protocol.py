@@ -503,9 +503,19 @@ class FrameDecoder:
             raise FramingError(f"stream ended inside a frame ({len(self._buffer)} bytes of an incomplete message)")
 
 
+# What each version added, so a refusal says what the older side lacks.
+VERSION_CHANGES = {
+    2: "named methods and figures",
+    3: "layouts of generative runs (open_run, sample_layout, render_layout)",
+}
+
+
 def check_version(peer_version: int, peer_name: str) -> None:
     if peer_version != PROTOCOL_VERSION:
+        older = min(peer_version, PROTOCOL_VERSION)
+        added = [f"{version}: {text}" for version, text in VERSION_CHANGES.items() if version > older]
+        missing = f" (the older side lacks {'; '.join(added)})" if added else ""
         raise ProtocolError(
-            f"{peer_name} speaks Fieldwork protocol {peer_version}, this side speaks {PROTOCOL_VERSION}: "
+            f"{peer_name} speaks Fieldwork protocol {peer_version}, this side speaks {PROTOCOL_VERSION}{missing}: "
             "use the engine that ships with this extension version"
         )

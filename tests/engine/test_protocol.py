@@ -147,14 +147,18 @@ def test_invalid_message_is_skipped_and_stream_goes_on(header: dict | bytes, mat
 
 
 def test_wrong_version_is_a_clear_exception() -> None:
-    with pytest.raises(protocol.ProtocolError, match="speaks Fieldwork protocol 99.*this side speaks 2"):
+    with pytest.raises(protocol.ProtocolError, match="speaks Fieldwork protocol 99.*this side speaks 3"):
         protocol.check_version(99, "the add-on")
+    with pytest.raises(
+        protocol.ProtocolError, match=r"protocol 2, this side speaks 3 \(the older side lacks 3: layouts"
+    ):
+        protocol.check_version(2, "the add-on")
 
 
 def test_a_protocol_1_progress_is_refused_naming_its_old_fields() -> None:
     # protocol 1 reported fixed loss/psnr/rays_per_second fields; 2 has a dict of the method's figures
     old = {"type": "progress", "step": 3, "total_steps": 10, "loss": 0.1, "psnr": 20.0, "rays_per_second": 5.0}
-    with pytest.raises(protocol.MessageError, match="unknown field.*loss, psnr, rays_per_second.*speaks 2"):
+    with pytest.raises(protocol.MessageError, match="unknown field.*loss, psnr, rays_per_second.*speaks 3"):
         protocol.decode_header(old)
 
 
