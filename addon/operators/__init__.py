@@ -6,11 +6,18 @@ import bpy
 
 from . import (
     check_engine,
+    copy_codes,
     export_dataset,
     export_shapes,
     extract_mesh,
+    generate_layout,
     import_dataset,
     import_mesh,
+    load_layout,
+    render_layout,
+    render_layout_animation,
+    resample_codes,
+    save_layout,
     setup_engine,
     stop,
     train,
@@ -26,6 +33,14 @@ _MODULES = (
     setup_engine,
     train,
     stop,
+    # layouts of generative runs (addon/layouts.py)
+    generate_layout,
+    render_layout,
+    render_layout_animation,
+    resample_codes,
+    copy_codes,
+    save_layout,
+    load_layout,
 )
 
 
