@@ -201,3 +201,21 @@ def test_killing_the_engine_during_a_live_edit_leaves_blender_usable(scene) -> N
     assert bpy.ops.fieldwork.render_layout() == {"FINISHED"}  # with a fresh engine
     fresh = client.session_for(client.scene_key(scene))
     assert fresh.state.engine_pid != pid and layouts.state_for(scene).last.alphas.shape[0] == 2
+
+
+@pytest.mark.parametrize("mode", ["disable", "crash"])
+def test_disabling_the_addon_or_crashing_mid_edit_leaves_no_engine(  # type: ignore[no-untyped-def]
+    mode: str, built_extension: Path, engine_python: Path, giraffe_run: Path, run_blender_script
+) -> None:
+    report = run_blender_script(
+        engine_python, "layout_orphans.py", str(built_extension), str(engine_python), str(giraffe_run), mode
+    )
+    assert report["in_flight"], report  # the edit was on its way to the engine
+    if mode == "disable":
+        assert report["exit_code"] is not None  # unregister waited for the child's exit
+        assert "_on_depsgraph_update" not in report["handlers_left"], report
+        assert report["objects"] > 0  # Blender went on: an edit and a new object after disabling
+    deadline = time.monotonic() + 15
+    while not process_exited(report["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process_exited(report["pid"]), f"engine {report['pid']} outlived its Blender ({mode})"
