@@ -640,7 +640,8 @@ def submit(scene: bpy.types.Scene, force: bool = False) -> int:
     update_warnings(scene)
     request = camera_view(scene, render_camera(scene), _settings(scene).preview_size)
     request.layout = to_world(scene, document)
-    signature = json.dumps([request.layout, request.camera_to_world, request.width, request.height])
+    # Rounded: a matrix Blender recomposes from its float32 parts differs in the last bits, not in the picture.
+    signature = json.dumps(_rounded([request.layout, request.camera_to_world, request.width, request.height]))
     if signature == state.last_signature and not force:
         return 0
     state.last_signature = signature
@@ -652,6 +653,16 @@ def submit(scene: bpy.types.Scene, force: bool = False) -> int:
         return request.request_id
     _send(state, session, request, names)
     return request.request_id
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
 
 
 def _send(state: LayoutState, session: client.EngineSession, request: protocol.RenderLayout, names: list[str]) -> None:
