@@ -51,7 +51,7 @@ def enable_addon(extension: Path | None) -> str:
     import bpy
 
     addon_utils = importlib.import_module("addon_utils")
-    for name in bpy.context.preferences.addons.keys():
+    for name in bpy.context.preferences.addons:
         if name == "fieldwork" or name.endswith(".fieldwork"):
             return name
     module_name = "bl_ext.user_default.fieldwork"
@@ -63,7 +63,7 @@ def enable_addon(extension: Path | None) -> str:
             raise SystemExit(f"could not install {extension}: {result}")
     try:
         addon_utils.enable(module_name, default_set=True, handle_error=_raise)
-    except Exception as error:  # noqa: BLE001 - any failure to enable is reported the same way
+    except Exception as error:  # any failure to enable is reported the same way
         raise SystemExit(
             f"the Fieldwork extension is not installed in this Blender ({error}); pass --extension ZIP "
             "(python scripts/build_extension.py builds one)"
