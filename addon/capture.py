@@ -41,6 +41,7 @@ from .engine.atomic import current_umask
 from .engine.data.bounds import BoxChoice, choose_for_transforms
 from .engine.data.transforms import (
     IMAGE_SUFFIXES,
+    SPLITS,
     Frame,
     ImageInfo,
     Intrinsics,
@@ -102,7 +103,8 @@ def export_dataset(
     holdout_every: N > 0 holds out frames 0, N, 2N, ... as "test" (nerfstudio's interval split);
         0 keeps each camera's ``fieldwork_split`` property (set on import), else "train".
     overwrite: replace a dataset already in ``out_dir``; without it that is an error.
-        A folder holding anything but a dataset is never replaced.
+        A folder holding anything but a dataset is never replaced, and only the dataset's own files
+        (its transforms files and the images its frames name) are: the user's other files stay.
 
     The dataset is built in a temporary folder beside ``out_dir`` and swapped in at the end: a
     failure leaves whatever stood in ``out_dir`` untouched. Render settings are restored even when
@@ -506,18 +508,75 @@ def _matrix_rows(matrix: Any) -> list[list[float]]:
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the dataset built in ``staging`` where ``out_dir`` is. Only the old dataset's own files are
+    replaced: anything else the user keeps in the folder (notes, an ``extra/`` folder, other images) is
+    moved into the new dataset first, and put back if the swap fails."""
     if not out_dir.exists():
         staging.rename(out_dir)
         return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.previous-", dir=out_dir.parent))
-    retired.rmdir()
-    out_dir.rename(retired)
+    moves = _carry_over_plan(out_dir, staging, _dataset_files(out_dir))
+    moved: list[tuple[Path, Path]] = []
     try:
-        staging.rename(out_dir)
+        for source, target in moves:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+            moved.append((source, target))
+        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.previous-", dir=out_dir.parent))
+        retired.rmdir()
+        out_dir.rename(retired)
+        try:
+            staging.rename(out_dir)
+        except BaseException:
+            retired.rename(out_dir)
+            raise
     except BaseException:
-        retired.rename(out_dir)
+        for source, target in reversed(moved):
+            target.rename(source)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _dataset_files(folder: Path) -> set[str]:
+    """The files of the dataset in ``folder`` that an export writes: its transforms files and the images its
+    frames name inside the folder (normalised absolute paths). Images of an unreadable transforms.json are
+    not known, so they count as the user's."""
+    own = {os.path.normpath(folder / name) for name in ("transforms.json", *(f"transforms_{s}.json" for s in SPLITS))}
+    try:
+        dataset = read_transforms(folder, allow_outside_paths=True)
+    except TransformsError:
+        return own
+    for frame in dataset.frames:
+        own.add(os.path.normpath(dataset.image_path(frame)))
+    return own
+
+
+def _carry_over_plan(old: Path, new: Path, own: set[str]) -> list[tuple[Path, Path]]:
+    """(source, target) renames that carry everything in ``old`` that is not one of ``own`` into ``new`` at
+    the same place. A user's file where the new dataset writes one is an error naming it, raised before
+    anything is moved."""
+    moves: list[tuple[Path, Path]] = []
+    for entry in sorted(old.iterdir()):
+        target = new / entry.name
+        if os.path.normpath(entry) in own:
+            continue
+        is_folder = entry.is_dir() and not entry.is_symlink()
+        if is_folder and (target.is_dir() or _holds_any(entry, own)):
+            if target.exists() and not target.is_dir():
+                raise CaptureError(f"{entry} is your folder, and the new dataset writes a file {target.name} there")
+            moves += _carry_over_plan(entry, target, own)
+        elif target.exists() or target.is_symlink():
+            raise CaptureError(
+                f"{entry} is not one of the dataset's files, and the new dataset writes one of that name: "
+                "move it away, or export into another folder"
+            )
+        else:
+            moves.append((entry, target))
+    return moves
+
+
+def _holds_any(folder: Path, own: set[str]) -> bool:
+    prefix = os.path.normpath(folder) + os.sep
+    return any(path.startswith(prefix) for path in own)
 
 
 # --- import ------------------------------------------------------------------------------------

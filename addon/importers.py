@@ -7,6 +7,7 @@ identity transform and lines up with the source geometry as it is.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import cast
 
@@ -19,6 +20,9 @@ COLLECTION_NAME = "Fieldwork"
 OBJECT_NAME = "Fieldwork Mesh"
 COLOR_ATTRIBUTE = "Color"
 MATERIAL_NAME = "Fieldwork Vertex Colour"
+TEXTURE_MATERIAL_NAME = "Fieldwork Texture"
+UV_MAP_NAME = "UVMap"
+TEXTURE_FOLDER = "textures"  # beside the .blend, for texture_storage="BESIDE"
 # Custom properties on imported objects: what they came from, so a re-import can replace them.
 SOURCE_KEY = "fieldwork_source"
 FILE_KEY = "fieldwork_file"
@@ -59,6 +63,51 @@ def vertex_colour_material() -> bpy.types.Material:
     return material
 
 
+def texture_material(image: bpy.types.Image) -> bpy.types.Material:
+    """A material whose Base Color is an Image Texture node showing ``image`` (one per import:
+    each bake is its own image)."""
+    material = bpy.data.materials.new(TEXTURE_MATERIAL_NAME)
+    material[SOURCE_KEY] = TEXTURE_MATERIAL_NAME
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    principled = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
+    principled.inputs["Roughness"].default_value = 0.8
+    texture = cast(bpy.types.ShaderNodeTexImage, nodes.new("ShaderNodeTexImage"))
+    texture.image = image
+    texture.location = (principled.location.x - 350, principled.location.y)
+    material.node_tree.links.new(cast(bpy.types.Node, texture).outputs["Color"], principled.inputs["Base Color"])
+    return material
+
+
+def load_texture(path: Path, storage: str) -> bpy.types.Image:
+    """The baked PNG as a Blender image: packed into the .blend (``"PACK"``), or copied into
+    ``textures/`` beside the saved .blend and referenced relatively (``"BESIDE"``)."""
+    if not path.is_file():
+        raise MeshImportError(f"the texture {path} that the mesh names does not exist; nothing was imported")
+    if storage == "BESIDE":
+        if not bpy.data.filepath:
+            raise MeshImportError(
+                "save the .blend first: its texture is to be saved beside it (or choose Pack into .blend)"
+            )
+        folder = Path(bpy.data.filepath).parent / TEXTURE_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        target, number = folder / path.name, 2
+        while target.exists():  # never overwrite another import's texture
+            target = folder / f"{path.stem}-{number}{path.suffix}"
+            number += 1
+        shutil.copyfile(path, target)
+        image = bpy.data.images.load(str(target))
+        image.filepath = bpy.path.relpath(str(target))
+    elif storage == "PACK":
+        image = bpy.data.images.load(str(path))
+        image.pack()
+    else:
+        raise MeshImportError(f"texture storage must be PACK or BESIDE, got {storage!r}")
+    image.colorspace_settings.name = "sRGB"
+    return image
+
+
 def previous_results(scene: bpy.types.Scene, source: str) -> list[bpy.types.Object]:
     """Objects in the Fieldwork collection imported earlier from ``source``."""
     return [obj for obj in fieldwork_collection(scene).objects if obj.get(SOURCE_KEY) == source]
@@ -72,7 +121,14 @@ def remove_objects(objects: list[bpy.types.Object]) -> None:
             bpy.data.meshes.remove(data)
 
 
-def _build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, colors_srgb: np.ndarray | None) -> bpy.types.Mesh:
+def _build_mesh(
+    name: str,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colors_srgb: np.ndarray | None,
+    corner_uvs: np.ndarray | None = None,
+) -> bpy.types.Mesh:
+    """``corner_uvs`` (n_faces * 3, 2): one UV per face corner, in the order of ``faces``."""
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))
     mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
@@ -89,13 +145,20 @@ def _build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, colors_srgb:
         # Active: what Solid mode shows with Viewport Shading > Color > Attribute; default: what renders.
         mesh.color_attributes.active_color = attribute
         mesh.color_attributes.default_color_name = attribute.name
+    if corner_uvs is not None:
+        uv_layer = mesh.uv_layers.new(name=UV_MAP_NAME)
+        uv_layer.data.foreach_set("uv", corner_uvs.astype(np.float32).ravel())
     mesh.update()
     mesh.validate()
     return mesh
 
 
 def import_mesh_file(
-    scene: bpy.types.Scene, path: str | Path, source: str = "", replace_previous: bool = False
+    scene: bpy.types.Scene,
+    path: str | Path,
+    source: str = "",
+    replace_previous: bool = False,
+    texture_storage: str = "PACK",
 ) -> bpy.types.Object:
     """Import a PLY written by the engine into ``scene``'s Fieldwork collection and return the object.
 
@@ -103,19 +166,31 @@ def import_mesh_file(
     With ``replace_previous``, objects imported earlier from the same source are removed;
     otherwise they stay and the new object gets a fresh name. A file that cannot be read or
     has no faces raises :class:`MeshImportError` before anything is created.
+    A PLY that names a texture (UVs ``s, t``) gets a UV map and a material showing the image,
+    stored as ``texture_storage`` says (see :func:`load_texture`); the atlas' seam-split vertices
+    are welded back, so the object is one connected surface.
     """
     path = Path(bpy.path.abspath(str(path)))
     try:
-        triangles = mesh_io.read_ply(path)
+        triangles, texture_path = mesh_io.read_ply_with_texture(path)
     except mesh_io.MeshFileError as exc:
         raise MeshImportError(str(exc)) from exc
     if triangles.n_faces == 0:
         raise MeshImportError(f"{path} has no faces: the field had no surface at that level; nothing was imported")
+    textured = texture_path is not None and triangles.uvs is not None
+    image = load_texture(texture_path, texture_storage) if textured else None  # type: ignore[arg-type]
     source = source or str(path)
     if replace_previous:
         remove_objects(previous_results(scene, source))
-    mesh = _build_mesh(OBJECT_NAME, triangles.vertices, triangles.faces, triangles.vertex_colors)
-    mesh.materials.append(vertex_colour_material())
+    if image is not None and triangles.uvs is not None:
+        first, position_index = triangles.welded()
+        colours = None if triangles.vertex_colors is None else triangles.vertex_colors[first]
+        corner_uvs = triangles.uvs[triangles.faces].reshape(-1, 2)
+        mesh = _build_mesh(OBJECT_NAME, triangles.vertices[first], position_index[triangles.faces], colours, corner_uvs)
+        mesh.materials.append(texture_material(image))
+    else:
+        mesh = _build_mesh(OBJECT_NAME, triangles.vertices, triangles.faces, triangles.vertex_colors)
+        mesh.materials.append(vertex_colour_material())
     obj = bpy.data.objects.new(OBJECT_NAME, mesh)
     obj[SOURCE_KEY] = source
     obj[FILE_KEY] = str(path)

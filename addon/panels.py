@@ -65,12 +65,20 @@ class VIEW3D_PT_fieldwork_extract(_FieldworkSidebar):
         layout.prop(settings, "mesh_run_dir")
         layout.prop(settings, "mesh_resolution")
         layout.prop(settings, "mesh_fill_unseen")
+        layout.prop(settings, "mesh_colours", expand=True)
+        if settings.mesh_colours == "TEXTURE":
+            row = layout.row(align=True)
+            row.prop(settings, "mesh_texture_size", expand=True)
+            layout.prop(settings, "mesh_texture_storage")
         layout.prop(settings, "mesh_replace_previous")
         extract = layout.operator("fieldwork.extract_mesh", icon="MESH_MONKEY")
         extract.run_dir = settings.mesh_run_dir  # empty: the run the Train button writes, <Output Folder>/run
         extract.resolution = settings.mesh_resolution
         extract.fill_unseen = settings.mesh_fill_unseen
         extract.replace_previous = settings.mesh_replace_previous
+        extract.colours = settings.mesh_colours
+        extract.texture_size = settings.mesh_texture_size
+        extract.texture_storage = settings.mesh_texture_storage
         layout.operator("fieldwork.import_mesh", icon="IMPORT")
 
 

@@ -30,6 +30,31 @@ MESH_FILL_UNSEEN = BoolProperty(
 MESH_REPLACE_PREVIOUS = BoolProperty(
     name="Replace Previous", description="Remove meshes extracted earlier from this run", default=False
 )
+MESH_COLOURS = EnumProperty(
+    name="Colours",
+    items=[
+        ("VERTEX", "Vertex Colours", "A colour per vertex: quick, blurry on a light or decimated mesh"),
+        ("TEXTURE", "Texture", "A UV map and a baked image texture: sharp at any face count"),
+    ],
+    default="VERTEX",
+)
+MESH_TEXTURE_SIZE = EnumProperty(
+    name="Texture Size",
+    items=[
+        ("1024", "1k", "1024 x 1024 texels"),
+        ("2048", "2k", "2048 x 2048 texels"),
+        ("4096", "4k", "4096 x 4096 texels"),
+    ],
+    default="2048",
+)
+MESH_TEXTURE_STORAGE = EnumProperty(
+    name="Texture Storage",
+    items=[
+        ("PACK", "Pack into .blend", "Keep the image inside the .blend file"),
+        ("BESIDE", "Save Beside .blend", "Copy the image into a 'textures' folder beside the saved .blend"),
+    ],
+    default="PACK",
+)
 
 
 class FieldworkCaptureSettings(bpy.types.PropertyGroup):
@@ -188,6 +213,9 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
     mesh_resolution: MESH_RESOLUTION  # type: ignore[valid-type]
     mesh_fill_unseen: MESH_FILL_UNSEEN  # type: ignore[valid-type]
     mesh_replace_previous: MESH_REPLACE_PREVIOUS  # type: ignore[valid-type]
+    mesh_colours: MESH_COLOURS  # type: ignore[valid-type]
+    mesh_texture_size: MESH_TEXTURE_SIZE  # type: ignore[valid-type]
+    mesh_texture_storage: MESH_TEXTURE_STORAGE  # type: ignore[valid-type]
 
 
 _CLASSES = (FieldworkCaptureSettings, FieldworkLayoutSettings, FieldworkSceneSettings)

@@ -50,3 +50,49 @@ def write_text_atomic(path: Path, text: str, overwrite: bool = True) -> Path:
 
 def write_bytes_atomic(path: Path, data: bytes, overwrite: bool = True) -> Path:
     return write_atomic(path, lambda temporary: temporary.write_bytes(data), overwrite=overwrite)
+
+
+class WriteCheckError(ValueError):
+    """An output that cannot be written; the message names it and says why."""
+
+
+def check_writable_folder(folder: Path) -> Path:
+    """Create ``folder`` (and its parents) if needed and prove a file can be written in it, before any work.
+
+    Failures are a :class:`WriteCheckError` saying "cannot write <folder>: <reason>" (permission denied,
+    a file in the way), so a command fails at once, named, instead of with a traceback after its work.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise WriteCheckError(f"cannot write {folder}: it is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(prefix=".fieldwork-write-check.", suffix=".tmp", dir=folder)
+    except FileExistsError as error:
+        raise WriteCheckError(f"cannot write {folder}: {error.filename or folder} is a file, not a folder") from error
+    except NotADirectoryError as error:
+        raise WriteCheckError(f"cannot write {folder}: a part of the path is a file, not a folder") from error
+    except PermissionError as error:  # EACCES and EPERM alike
+        raise WriteCheckError(f"cannot write {folder}: permission denied") from error
+    except OSError as error:
+        raise WriteCheckError(f"cannot write {folder}: {(error.strerror or str(error)).lower()}") from error
+    os.close(descriptor)
+    os.unlink(probe)
+    return folder
+
+
+def check_writable_file(path: Path, overwrite: bool = True) -> Path:
+    """``path`` can be written (its folder is created if needed): not a folder, its folder writable, and
+    (with ``overwrite=False``) not already there. Errors say "cannot write <path>: <reason>"."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteCheckError(f"cannot write {path}: it is a folder; give a file name")
+    if not overwrite and path.exists():
+        raise WriteCheckError(f"cannot write {path}: it already exists; choose another name or allow overwriting")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise WriteCheckError(f"cannot write {path}: {path.parent} is a file, not a folder")
+    try:
+        check_writable_folder(path.parent)
+    except WriteCheckError as error:
+        raise WriteCheckError(f"cannot write {path}: {str(error).split(': ', 1)[-1]}") from error
+    return path

@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import __version__, protocol
+from .train.run_folder import LOCK_FILE_NAME, RunFolder
+
+__all__ = ["LOCK_FILE_NAME", "PreviewScheduler", "PreviewView", "Session", "serve"]
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,8 +42,9 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("fieldwork.engine")
 LOG_FILE_NAME = "engine.log"
-LOCK_FILE_NAME = ".fieldwork-engine.lock"
 PREVIEW_MODES = ("color", "depth", "opacity")
+# A render_view is rendered at its full size: beyond this many pixels it would exhaust memory, not fail.
+MAX_VIEW_PIXELS = 4096 * 4096
 
 # Exit statuses the add-on can tell apart.
 EXIT_OK = 0
@@ -212,13 +216,27 @@ class PreviewView:
     def from_message(cls, message: protocol.SetView | protocol.RenderView) -> PreviewView:
         import numpy as np
 
+        from .data.transforms import Intrinsics, check_camera_to_world
+
+        try:
+            check_camera_to_world(message.camera_to_world, message.type)
+        except ValueError as exc:
+            shape = np.shape(message.camera_to_world) if isinstance(message.camera_to_world, list) else "?"
+            raise ValueError(f"{exc} (camera_to_world must be a finite 4x4 matrix, got shape {shape})") from exc
         matrix = np.asarray(message.camera_to_world, dtype=np.float64)
-        if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
-            raise ValueError(f"{message.type}: camera_to_world must be a finite 4x4 matrix, got {matrix.shape}")
         if message.width <= 0 or message.height <= 0 or message.fl_x <= 0 or message.fl_y <= 0:
             raise ValueError(
                 f"{message.type}: size {message.width}x{message.height} and focal lengths "
                 f"{message.fl_x}, {message.fl_y} must be positive"
+            )
+        try:  # the same bounds as a dataset camera: every number finite and within float32's reach
+            Intrinsics(message.fl_x, message.fl_y, message.cx, message.cy, message.width, message.height)
+        except ValueError as exc:
+            raise ValueError(f"{message.type}: {exc}") from exc
+        if isinstance(message, protocol.RenderView) and message.width * message.height > MAX_VIEW_PIXELS:
+            raise ValueError(
+                f"{message.type}: {message.width}x{message.height} is over {MAX_VIEW_PIXELS} pixels; "
+                "render it smaller, or with `python -m engine render`"
             )
         if message.mode not in PREVIEW_MODES:
             raise ValueError(f"{message.type}: mode {message.mode!r} is not one of {', '.join(PREVIEW_MODES)}")
@@ -273,40 +291,6 @@ def preview_pixels(rgb: np.ndarray, depth: np.ndarray, opacity: np.ndarray, mode
 # --------------------------------------------------------------------------- the session
 
 
-class RunDirLock:
-    """One engine per run folder: a second session training into the same folder is refused."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_FILE_NAME
-        self._file = open(self.path, "a+")  # noqa: SIM115 - held for the whole session
-        try:
-            _lock_file(self._file.fileno())
-        except OSError as exc:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
-            self._file.close()
-            raise RuntimeError(f"the run folder {run_dir} is in use by engine {holder}") from exc
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"pid {os.getpid()}")
-        self._file.flush()
-
-    def release(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-
-
-def _lock_file(fd: int) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
 @dataclass
 class SessionClock:
     """Wall time per step averaged over recent steps, previews included (for the remaining-time estimate)."""
@@ -340,7 +324,7 @@ class Session:
         self.preview_seconds = 0.0
         self.clock = SessionClock()
         self._last_progress = -math.inf
-        self._run_lock: RunDirLock | None = None
+        self._run_folder: RunFolder | None = None
         self.layouts: Any = None  # engine.layout_service.LayoutService of a run opened for layouts
         self._log_file: logging.Handler | None = None
         self._handlers: dict[type[protocol.Message], Callable[[Any], None]] = {
@@ -407,14 +391,22 @@ class Session:
         status = self.handshake(handshake_timeout_s)
         if status is not None:
             return status
-        try:
-            while self.running:
-                active = self.training and not self.paused
-                self._handle_commands(block=not active)
-                if self.training and not self.paused and self.running:
-                    self._train_one_step()
-        finally:
-            self._release_run_dir()
+        from .train.run_folder import StopSignals
+
+        # SIGTERM (a killed Blender's session manager, a batch system) and Ctrl-C end the session as Stop does:
+        # the checkpoint is written first
+        with StopSignals() as signals:
+            try:
+                while self.running and not signals.requested:
+                    active = self.training and not self.paused
+                    self._handle_commands(block=not active)
+                    if self.training and not self.paused and self.running:
+                        self._train_one_step()
+                if signals.requested:
+                    LOG.info("%s: stopping the session", signals.signal_name)
+                    self._finish_training("stopped")
+            finally:
+                self._release_run_dir()
         return EXIT_OK
 
     def _handle_commands(self, block: bool) -> None:
@@ -464,17 +456,28 @@ class Session:
         if self.training:
             raise RuntimeError("a training run is already in progress; stop it first")
         from .data.transforms import read_transforms
+        from .train.run_folder import DatasetIdentity, claim_run_folder
 
         if not command.out_dir:
             raise ValueError("train: out_dir is empty")
         out_dir = Path(command.out_dir).expanduser()
         dataset = Path(command.dataset).expanduser()
-        transforms = read_transforms(dataset)  # a bad dataset fails here, named, before anything is written
-        out_dir.mkdir(parents=True, exist_ok=True)
+        config = train_config(command)  # a bad setting fails here, named, before anything is written
+        transforms = read_transforms(dataset)  # so does a bad dataset
         self._release_run_dir()
-        self._run_lock = RunDirLock(out_dir)
+        # The add-on renders its dataset again before each Train, into the same folder: a changed scene
+        # there continues the run. A dataset in another folder must be the same frames.
+        self._run_folder = claim_run_folder(
+            out_dir, DatasetIdentity.of(transforms, dataset), allow_changed_in_place=True
+        )
+        if self._run_folder.previous_dataset is not None:
+            self.writer.send(
+                protocol.Warning(
+                    message=f"resuming {out_dir} on {dataset}, whose frames changed since the run began "
+                    f"({self._run_folder.previous_dataset.frame_count} frames, now {len(transforms.frames)})"
+                )
+            )
         self._attach_log_file(out_dir / LOG_FILE_NAME)
-        config = train_config(command)
         from .train.trainer import Trainer
 
         LOG.info("training %s on %s into %s", command.method, dataset, out_dir)
@@ -626,7 +629,7 @@ class Session:
         if done:
             self._finish_training("finished")
         elif self.streaming_previews and self.view is not None and self.scheduler.due(now, self.view_changed):
-            self._send_preview()
+            self._try_preview()
 
     def _progress(self, stats: Any) -> protocol.Progress:
         # The trainer's own budget: Train.settings may override the command's steps and minutes.
@@ -675,7 +678,7 @@ class Session:
         LOG.info("training %s at step %d", reason, self._step())
         self.writer.send(protocol.Done(reason=reason, step=self._step(), checkpoint=checkpoint, metrics=metrics))
         if self.view is not None and reason == "finished":
-            self._send_preview()  # the final picture, whatever the schedule said
+            self._try_preview()  # the final picture, whatever the schedule said
 
     def _evaluation_progress(self, done: int, total: int) -> None:
         elapsed = time.perf_counter() - self.clock.started
@@ -685,6 +688,24 @@ class Session:
         return int(self.trainer.step) if self.trainer is not None else 0
 
     # -- previews ------------------------------------------------------------------
+
+    def _try_preview(self) -> None:
+        """A streamed preview between training steps: a view that cannot be rendered is an error event
+        and is dropped (the next set_view brings previews back); training goes on."""
+        try:
+            self._send_preview()
+        except Exception as exc:
+            LOG.exception("preview failed")
+            self.writer.send(
+                protocol.Error(
+                    message=f"preview of view {self.view.view_id if self.view else 0} failed, previews stop until "
+                    f"the next set_view: {exc}",
+                    traceback=traceback.format_exc(),
+                    command="set_view",
+                )
+            )
+            self.view = None
+            self.view_changed = False
 
     def _send_preview(self) -> None:
         assert self.view is not None
@@ -759,9 +780,9 @@ class Session:
         logging.getLogger().addHandler(self._log_file)
 
     def _release_run_dir(self) -> None:
-        if self._run_lock is not None:
-            self._run_lock.release()
-            self._run_lock = None
+        if self._run_folder is not None:
+            self._run_folder.release()
+            self._run_folder = None
 
     def _fatal(self, message: str) -> None:
         LOG.error("%s", message)
@@ -773,9 +794,12 @@ def train_config(command: protocol.Train) -> Any:
     (the method's own under "settings", e.g. ``{"settings": {"log2_table_size": 14}}``); unknown names and
     wrongly typed values are errors naming them."""
     from .train.config import TrainConfig
+    from .train.settings_check import check_values
 
     values: dict[str, Any] = {name: getattr(command, name) for name in ("method", "steps", "minutes", "device")}
     values.update(downscale=command.downscale, seed=command.seed)
+    check_values(TrainConfig, values, "train")
+    check_values(TrainConfig, command.settings, "train: settings")
     values.update(command.settings)
     return TrainConfig.from_dict(values)
 

@@ -106,6 +106,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "--compile", choices=("auto", "on", "off"), default=None, help="torch.compile the field (default: off)"
     )
     parser.add_argument(
+        "--texture",
+        type=int,
+        default=0,
+        help="bake a UV texture this many texels square (256-8192, power of two; 0: vertex colours)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -140,6 +146,8 @@ def demo_settings(args: argparse.Namespace) -> pipeline.PipelineSettings:
         settings = replace(settings, method=args.method)
     if args.compile is not None:
         settings = replace(settings, compile=args.compile)
+    if args.texture:
+        settings = replace(settings, texture=args.texture)
     return settings
 
 

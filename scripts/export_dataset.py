@@ -24,6 +24,7 @@ import bpy  # noqa: E402
 
 from addon import capture  # noqa: E402
 from addon.camera_math import CameraError  # noqa: E402
+from addon.engine.atomic import WriteCheckError, check_writable_folder  # noqa: E402
 from addon.engine.data.transforms import TransformsError  # noqa: E402
 
 
@@ -62,7 +63,11 @@ def main(argv: list[str]) -> int:
     if scene is None:
         print(f"error: no scene named {args.scene!r}", file=sys.stderr)
         return 1
+    out_dir = args.out.resolve()
     try:
+        # The dataset is built beside --out and renamed into place: that folder must take new files,
+        # which is known now rather than after every view has rendered.
+        check_writable_folder(out_dir.parent)
         cameras = None
         if args.cameras:
             cameras = [_object(name, "--cameras") for name in args.cameras]
@@ -73,7 +78,7 @@ def main(argv: list[str]) -> int:
             cameras = sorted((obj for obj in collection.all_objects if obj.type == "CAMERA"), key=lambda o: o.name)
         path = capture.export_dataset(
             scene,
-            args.out.resolve(),
+            out_dir,
             cameras=cameras,
             image_source=args.image_source,
             image_folder=args.image_folder,
@@ -84,8 +89,11 @@ def main(argv: list[str]) -> int:
             overwrite=args.overwrite,
             view_layer=scene.view_layers[0] if args.scene else None,
         )
-    except (capture.CaptureError, CameraError, TransformsError) as error:
+    except (capture.CaptureError, CameraError, TransformsError, WriteCheckError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the disk filled or permissions changed while exporting
+        print(f"error: cannot write {error.filename or out_dir}: {error.strerror or error}", file=sys.stderr)
         return 1
     print(path)
     return 0

@@ -61,6 +61,7 @@ class PipelineSettings:
     batch_rays: int = 0  # rays per training step; 0: the trainer's default
     warmup_steps: int = 0  # learning-rate warm-up; 0: the trainer's default (a few-step run wants a short one)
     mesh_level: float = 0.0  # surface density level per world unit; 0: the engine's automatic level
+    texture: int = 0  # bake a UV texture this many texels square (256-8192, power of two); 0: vertex colours
     preview_every_s: float = 2.0
     preview_max_side: int = 128
 
@@ -561,7 +562,12 @@ def reconstruct_open_file(
         started = time.perf_counter()
         progress(StageProgress("extract", f"marching cubes at {settings.mesh_resolution}^3"))
         job = extract_mesh.extract_job(
-            python, run_dir, settings.mesh_resolution, device=settings.device, level=settings.mesh_level
+            python,
+            run_dir,
+            settings.mesh_resolution,
+            device=settings.device,
+            level=settings.mesh_level,
+            texture=settings.texture,
         )
         summary = extract_mesh.run_extract_job(job)
         mesh_path = job.out_path
@@ -571,6 +577,8 @@ def reconstruct_open_file(
             faces=summary.get("face_count"),
             field_queries=summary.get("n_queries"),
             extract_seconds=summary.get("total_seconds"),
+            texture=summary.get("texture_path"),
+            bake_seconds=summary.get("bake_seconds"),
         )
         _timed_stage(report, stage, started)
 

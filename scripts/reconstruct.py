@@ -15,8 +15,10 @@ them). A summary table ends the run; the exit code is 0 only when every file suc
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -37,6 +39,8 @@ EXIT_USAGE = 2
 # The hidden flag a batch parent passes to the child that reconstructs one file.
 CHILD_FLAG = "--one-file"
 MINUTES_ONLY_STEPS = 1_000_000
+# Lines of a failed child's stderr kept to say why it failed.
+STDERR_TAIL_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid resolution")
     parser.add_argument(
         "--mesh-level", type=float, default=0.0, help="surface density level per world unit (0: automatic)"
+    )
+    parser.add_argument(
+        "--texture",
+        type=int,
+        default=0,
+        help="bake a UV texture this many texels square (256-8192, power of two; 0: vertex colours)",
     )
     parser.add_argument("--camera-collection", default="", help="use the cameras of this collection only")
     parser.add_argument("--box-object", default="", help="object whose bounds are the scene box")
@@ -132,6 +142,7 @@ def settings_from_args(args: argparse.Namespace) -> pipeline.PipelineSettings:
         batch_rays=args.batch_rays,
         warmup_steps=args.warmup_steps,
         mesh_level=args.mesh_level,
+        texture=args.texture,
     )
 
 
@@ -179,6 +190,7 @@ def option_argv(args: argparse.Namespace) -> list[str]:
     argv = ["--method", args.method, "--mesh-resolution", str(args.mesh_resolution), "--device", args.device]
     argv += ["--seed", str(args.seed), "--compile", args.compile, "--batch-rays", str(args.batch_rays)]
     argv += ["--warmup-steps", str(args.warmup_steps), "--mesh-level", repr(args.mesh_level)]
+    argv += ["--texture", str(args.texture)]
     argv += ["--threads", str(args.threads)]
     if args.steps is not None:
         argv += ["--steps", str(args.steps)]
@@ -213,17 +225,47 @@ def run_batch(args: argparse.Namespace) -> int:
             rows.append(row_from_report(blend, out_dir, "skipped", 0.0))
             continue
         started = time.monotonic()
-        completed = subprocess.run(child_command(blend, args, out_dir), check=False)
+        returncode, stderr_tail = run_child(child_command(blend, args, out_dir))
         seconds = time.monotonic() - started
-        status = "ok" if completed.returncode == 0 else "failed"
+        status = "ok" if returncode == 0 else "failed"
         row = row_from_report(blend, out_dir, status, seconds)
         if status == "failed" and not row.error:
-            row = BatchRow(
-                str(blend), status, seconds, None, str(out_dir), f"Blender exited with code {completed.returncode}"
-            )
+            row = BatchRow(str(blend), status, seconds, None, str(out_dir), child_failure(returncode, stderr_tail))
         rows.append(row)
     print_summary(rows)
     return 0 if all(row.status in ("ok", "skipped") for row in rows) else EXIT_FAILED
+
+
+def run_child(command: list[str], tail_lines: int = STDERR_TAIL_LINES) -> tuple[int, list[str]]:
+    """Run a child with its stdout on ours and its stderr copied to ours line by line as it comes (the user
+    sees it live); returns its exit code and the last ``tail_lines`` lines of its stderr, which say why a
+    child that died before writing its report failed."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    for raw in process.stderr:
+        sys.stderr.buffer.write(raw)
+        sys.stderr.flush()
+        line = raw.decode("utf-8", errors="replace").rstrip()
+        if line:
+            tail.append(line)
+    return process.wait(), list(tail)
+
+
+def child_failure(returncode: int, stderr_tail: list[str]) -> str:
+    """One line for the summary table (the child's last words: for Python the exception, for Blender its
+    error), then the rest of the tail."""
+    if not stderr_tail:
+        return f"Blender exited with code {returncode} and wrote nothing on stderr"
+    reason = next((line for line in reversed(stderr_tail) if _looks_like_an_error(line)), stderr_tail[-1])
+    return f"Blender exited with code {returncode}: {reason.strip()}\n" + "\n".join(stderr_tail)
+
+
+def _looks_like_an_error(line: str) -> bool:
+    text = line.strip()
+    return bool(re.match(r"^[A-Za-z_.]*(Error|Exception|Interrupt|Exit)\b", text)) or text.lower().startswith(
+        ("error", "reconstruct:", "fatal", "segmentation fault")
+    )
 
 
 def row_from_report(blend: Path, out_dir: Path, status: str, seconds: float) -> BatchRow:

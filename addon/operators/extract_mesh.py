@@ -2,15 +2,20 @@
 
 Runs the engine as a child process, so it works on any finished run without a live
 session. Interactively it polls the child from a timer (the interface stays responsive,
-Esc cancels); in background mode (``blender -b``) it runs the child to completion.
+Esc cancels) while reader threads drain its pipes: a child whose output outgrew the pipe
+buffer (about 64 KiB) would otherwise block forever. The engine's ``PROGRESS`` lines show in
+the status bar. In background mode (``blender -b``) it runs the child to completion.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
@@ -20,6 +25,8 @@ from .import_mesh import select_only
 
 MESH_FOLDER = "meshes"
 POLL_SECONDS = 0.25
+# Lines of the child's output kept: the JSON summary is the last stdout line, the error the last stderr one.
+KEPT_LINES = 200
 
 
 class ExtractError(RuntimeError):
@@ -36,9 +43,15 @@ def numbered_path(path: Path) -> Path:
     return candidate
 
 
-def fresh_mesh_path(run_dir: Path, resolution: int) -> Path:
-    """``RUN/meshes/mesh-RES.ply``, numbered so an earlier mesh is never overwritten."""
-    return numbered_path(run_dir / MESH_FOLDER / f"mesh-{resolution}.ply")
+def fresh_mesh_path(run_dir: Path, resolution: int, texture: bool = False) -> Path:
+    """``RUN/meshes/mesh-RES.ply``, numbered so an earlier mesh (or, with ``texture``, the PNG
+    beside it) is never overwritten."""
+    path = run_dir / MESH_FOLDER / f"mesh-{resolution}.ply"
+    candidate, number = path, 2
+    while candidate.exists() or (texture and candidate.with_suffix(".png").exists()):
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        number += 1
+    return candidate
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,13 @@ def extract_job(
     fill_unseen: bool = True,
     keep_largest: int = 0,
     target_faces: int = 0,
+    texture: int = 0,
 ) -> ExtractJob:
     """The ``python -m engine extract`` command for a run, writing a fresh ``RUN/meshes/mesh-RES.ply``.
-    ``level`` 0: the engine's automatic level."""
-    out_path = fresh_mesh_path(run_dir, resolution)
-    arguments = [str(run_dir), "--resolution", str(resolution), "--out", str(out_path), "--json"]
+    ``level`` 0: the engine's automatic level; ``texture`` 0: vertex colours, else the baked
+    texture's size (the PNG lands beside the mesh)."""
+    out_path = fresh_mesh_path(run_dir, resolution, texture=bool(texture))
+    arguments = [str(run_dir), "--resolution", str(resolution), "--out", str(out_path), "--json", "--progress"]
     arguments += ["--device", device, "--colour-from", colour_from]
     if level > 0:
         arguments += ["--level", repr(level)]
@@ -73,6 +88,8 @@ def extract_job(
         arguments += ["--keep-largest", str(keep_largest)]
     if target_faces:
         arguments += ["--target-faces", str(target_faces)]
+    if texture:
+        arguments += ["--texture", str(texture)]
     return ExtractJob(run_dir, out_path, engine_env.engine_command(python, "extract", *arguments))
 
 
@@ -94,6 +111,82 @@ def finished_job_result(job: ExtractJob, returncode: int, stdout: str, stderr: s
     if not lines or not job.out_path.is_file():
         raise ExtractError(f"the engine finished but wrote no mesh to {job.out_path}")
     return json.loads(lines[-1])
+
+
+def parse_progress(line: str) -> tuple[float, str] | None:
+    """``PROGRESS <fraction> <stage>`` (what ``extract --progress`` prints) as (fraction, stage), else None."""
+    words = line.strip().split(" ", 2)
+    if len(words) < 2 or words[0] != "PROGRESS":
+        return None
+    try:
+        fraction = float(words[1])
+    except ValueError:
+        return None
+    return min(max(fraction, 0.0), 1.0), words[2] if len(words) > 2 else ""
+
+
+class DrainedChild:
+    """A child process whose stdout and stderr reader threads keep draining, so it never blocks on a
+    full pipe; the last :data:`KEPT_LINES` of each are kept, and the latest progress line is parsed."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", env=env
+        )
+        self.stdout_lines: deque[str] = deque(maxlen=KEPT_LINES)
+        self.stderr_lines: deque[str] = deque(maxlen=KEPT_LINES)
+        self.progress: tuple[float, str] | None = None
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.process.stdout, self.stdout_lines, True), daemon=True),
+            threading.Thread(target=self._drain, args=(self.process.stderr, self.stderr_lines, False), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, pipe: IO[str], lines: deque[str], parse: bool) -> None:
+        with pipe:
+            for line in pipe:
+                progress = parse_progress(line) if parse else None
+                if progress is not None:
+                    self.progress = progress  # one reference swap: safe to read from the main thread
+                else:
+                    lines.append(line.rstrip("\n"))
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def finish(self, timeout: float = 10.0) -> tuple[int, str, str]:
+        """Wait for the child and its readers; (exit status, kept stdout, kept stderr)."""
+        returncode = self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return returncode, "\n".join(self.stdout_lines), "\n".join(self.stderr_lines)
+
+    def terminate(self) -> None:
+        self.process.terminate()
+        try:
+            self.finish(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.finish()
+
+
+def status_text(child: DrainedChild, resolution: int) -> str:
+    """The status bar's line while ``child`` extracts."""
+    if child.progress is None:
+        return f"Fieldwork: extracting a mesh at {resolution}^3 (Esc cancels)"
+    fraction, stage = child.progress
+    return f"Fieldwork: extracting a mesh, {100 * fraction:.0f}% {stage} (Esc cancels)"
+
+
+def poll_child(job: ExtractJob, child: DrainedChild) -> dict | None:
+    """One timer tick of the modal Extract: None while the child runs, else its summary
+    (or :class:`ExtractError`). Never blocks on the child's output."""
+    if child.poll() is None:
+        return None
+    returncode, stdout, stderr = child.finish()
+    return finished_job_result(job, returncode, stdout, stderr)
 
 
 class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
@@ -126,9 +219,12 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         name="Target Faces", description="Decimate to at most this many faces (0: no decimation)", min=0
     )
     replace_previous: properties.MESH_REPLACE_PREVIOUS  # type: ignore[valid-type]
+    colours: properties.MESH_COLOURS  # type: ignore[valid-type]
+    texture_size: properties.MESH_TEXTURE_SIZE  # type: ignore[valid-type]
+    texture_storage: properties.MESH_TEXTURE_STORAGE  # type: ignore[valid-type]
 
     _job: ExtractJob | None = None
-    _process: subprocess.Popen | None = None
+    _child: DrainedChild | None = None
     _timer: bpy.types.Timer | None = None
 
     def _prepare(self, context: bpy.types.Context) -> ExtractJob:
@@ -153,6 +249,7 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
             fill_unseen=self.fill_unseen,
             keep_largest=self.keep_largest,
             target_faces=self.target_faces,
+            texture=int(self.texture_size) if self.colours == "TEXTURE" else 0,
         )
 
     def _import(self, context: bpy.types.Context, job: ExtractJob, summary: dict) -> None:
@@ -160,7 +257,11 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         if scene is None:
             raise ExtractError("No scene to import the mesh into")
         obj = importers.import_mesh_file(
-            scene, job.out_path, source=str(job.run_dir), replace_previous=self.replace_previous
+            scene,
+            job.out_path,
+            source=str(job.run_dir),
+            replace_previous=self.replace_previous,
+            texture_storage=self.texture_storage,
         )
         select_only(context, obj)
         self.report(
@@ -187,34 +288,30 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
         except (ExtractError, engine_env.EngineSetupError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self._process = subprocess.Popen(
-            self._job.command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=engine_env.engine_environment(),
-        )
+        self._child = DrainedChild(self._job.command, env=engine_env.engine_environment())
         self._timer = context.window_manager.event_timer_add(POLL_SECONDS, window=context.window)
         context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set(f"Fieldwork: extracting a mesh at {self.resolution}^3 (Esc cancels)")
+        context.workspace.status_text_set(status_text(self._child, self.resolution))
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        assert self._process is not None and self._job is not None
+        assert self._child is not None and self._job is not None
         if event.type == "ESC":
-            self._process.terminate()
-            self._process.communicate()
+            self._child.terminate()
             self._finish(context)
             self.report({"WARNING"}, "Mesh extraction cancelled")
             return {"CANCELLED"}
-        if event.type != "TIMER" or self._process.poll() is None:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        stdout, stderr = self._process.communicate()
-        self._finish(context)
         try:
-            summary = finished_job_result(self._job, self._process.returncode, stdout, stderr)
+            summary = poll_child(self._job, self._child)
+            if summary is None:
+                context.workspace.status_text_set(status_text(self._child, self.resolution))
+                return {"PASS_THROUGH"}
+            self._finish(context)
             self._import(context, self._job, summary)
         except (ExtractError, importers.MeshImportError) as exc:
+            self._finish(context)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from .. import importers
+from .. import importers, properties
 
 
 def show_attribute_colours(context: bpy.types.Context) -> None:
@@ -26,7 +26,7 @@ def select_only(context: bpy.types.Context, obj: bpy.types.Object) -> None:
 
 
 class FIELDWORK_OT_import_mesh(bpy.types.Operator):
-    """Import a mesh extracted by Fieldwork (PLY) into the Fieldwork collection, aligned with the scene"""
+    """Import a mesh Fieldwork extracted (PLY, with its baked texture) into the Fieldwork collection, in place"""
 
     bl_idname = "fieldwork.import_mesh"
     bl_label = "Import Fieldwork Mesh"
@@ -39,6 +39,7 @@ class FIELDWORK_OT_import_mesh(bpy.types.Operator):
         description="Remove meshes imported earlier from the same file before importing",
         default=False,
     )
+    texture_storage: properties.MESH_TEXTURE_STORAGE  # type: ignore[valid-type]
     show_colours: BoolProperty(  # type: ignore[valid-type]
         name="Show Colours in Solid View",
         description="Set this 3D view's Solid shading to colour by attribute",
@@ -54,7 +55,12 @@ class FIELDWORK_OT_import_mesh(bpy.types.Operator):
             self.report({"ERROR"}, "No mesh file given")
             return {"CANCELLED"}
         try:
-            obj = importers.import_mesh_file(context.scene, self.filepath, replace_previous=self.replace_previous)
+            obj = importers.import_mesh_file(
+                context.scene,
+                self.filepath,
+                replace_previous=self.replace_previous,
+                texture_storage=self.texture_storage,
+            )
         except importers.MeshImportError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -21,9 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.run_folder import check_readable_run
     from ..train.trainer import Trainer, evaluation_bar
 
     try:
+        check_readable_run(args.run_dir.expanduser())
         trainer = Trainer.from_run(args.run_dir.expanduser(), args.device)
         if trainer.spec.family == "images":
             result = trainer.evaluate(args.frames, limit=args.views, on_view=None if args.quiet else evaluation_bar)

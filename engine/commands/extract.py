@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..atomic import check_writable_file
 from . import EXIT_BAD_INPUT
 
 HELP = "extract a coloured mesh (PLY, OBJ or GLB, world units) from a trained run with MISE and marching cubes"
@@ -43,27 +44,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-component-size", type=float, default=0.0, help="drop parts smaller than this fraction of the box"
     )
-    parser.add_argument("--target-faces", type=int, default=0, help="decimate to at most this many faces (0: off)")
+    parser.add_argument(
+        "--target-faces", type=int, default=0, help="quadric decimation to at most this many faces (0: off)"
+    )
+    parser.add_argument(
+        "--texture",
+        type=int,
+        default=0,
+        metavar="SIZE",
+        help="bake a SIZE x SIZE UV texture (power of two, 256-8192) instead of vertex colours, after decimation; "
+        "written as a PNG beside --out, which names it (OBJ also gets an MTL, GLB embeds it)",
+    )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="print 'PROGRESS <fraction> <stage>' lines on stdout as extraction goes (the add-on reads them)",
+    )
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..mesh.bake import texture_path_for
     from ..mesh.cleanup import CleanupConfig
-    from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer
-    from ..mesh.io import SUFFIXES, write_mesh
+    from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer, write_result
+    from ..mesh.io import SUFFIXES
     from ..mesh.surface import EmptySurfaceError
+    from ..train.run_folder import check_readable_run
 
     run_dir: Path = args.run_dir.expanduser()
     out: Path = (args.out or run_dir / f"mesh-{args.resolution}.ply").expanduser()
     try:
-        if not run_dir.is_dir():
-            raise ValueError(f"run folder {run_dir} does not exist")
+        check_readable_run(run_dir)
+        check_writable_file(out)  # before minutes of extraction, not after
         if out.suffix.lower() not in SUFFIXES:
             raise ValueError(f"--out {out}: the suffix must be one of {', '.join(SUFFIXES)}")
         if out.exists() and not args.overwrite:
             raise ValueError(f"--out {out} already exists; pass --overwrite to replace it or choose another name")
+        companions = [texture_path_for(out)] + ([out.with_suffix(".mtl")] if out.suffix.lower() == ".obj" else [])
+        for companion in companions if args.texture and not args.overwrite else []:
+            if companion.exists():
+                raise ValueError(f"{companion} (beside --out) already exists; pass --overwrite or choose another --out")
         settings = ExtractSettings(
             resolution=args.resolution,
             method=SamplingMethod(args.method),
@@ -77,19 +99,27 @@ def run(args: argparse.Namespace) -> int:
                 min_component_size=args.min_component_size,
                 target_faces=args.target_faces,
             ),
+            texture_size=args.texture,
         )
         from ..train.trainer import Trainer
 
         trainer = Trainer.from_run(run_dir, device=args.device)
-        result = extract_mesh_from_trainer(trainer, settings)
+        result = extract_mesh_from_trainer(trainer, settings, progress=print_progress if args.progress else None)
     except EmptySurfaceError as exc:
         print(f"fieldwork extract: no surface in {run_dir}: {exc}", file=sys.stderr)
         return EXIT_EMPTY_SURFACE
     except (ValueError, FileNotFoundError) as exc:
         print(f"fieldwork extract: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    path = write_mesh(result.mesh, out, overwrite=args.overwrite)
-    summary = {**result.summary(), "path": str(path)}
+    if args.progress:
+        print_progress("writing", 1.0)
+    try:
+        result = write_result(result, out, overwrite=args.overwrite)
+    except OSError as exc:  # the folder changed after the check (disk full, permissions)
+        print(f"fieldwork extract: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary = result.summary()
+    path = result.path
     if args.json:
         print(json.dumps(summary))
     else:
@@ -97,5 +127,15 @@ def run(args: argparse.Namespace) -> int:
             f"wrote {path}: {summary['vertex_count']} vertices, {summary['face_count']} faces; "
             f"{summary['n_queries']} field queries on a {'x'.join(map(str, summary['grid_cells']))} lattice "
             f"({args.method}), level {summary['level']}, {summary['total_seconds']:.1f} s"
+            + (
+                f"; texture {summary['texture_path']} ({args.texture}^2, baked in {summary['bake_seconds']:.1f} s)"
+                if summary["texture_path"]
+                else ""
+            )
         )
     return 0
+
+
+def print_progress(stage: str, fraction: float) -> None:
+    """One ``PROGRESS <fraction> <stage>`` line, flushed so a parent reading the pipe sees it now."""
+    print(f"PROGRESS {fraction:.3f} {stage}", flush=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import EXIT_BAD_INPUT
 
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--downscale", type=int, default=1, help="load images downscaled by this whole factor")
     parser.add_argument("--background", choices=BACKGROUNDS, default="random", help="behind transparent pixels")
-    parser.add_argument("--batch-rays", type=int, default=0, help="fixed rays per step (default: by sample budget)")
+    parser.add_argument("--batch-rays", type=int, help="fixed rays per step (default: as many as the sample budget)")
     parser.add_argument(
         "--samples-per-step", type=int, default=0, help="field samples per step the ray count adapts to (0: device's)"
     )
@@ -62,6 +64,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("MINX", "MINY", "MINZ", "MAXX", "MAXY", "MAXZ"),
         help="scene box in world units, overriding the dataset's (or the one chosen from its views)",
     )
+    parser.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS", help="checkpoint every N steps")
+    parser.add_argument(
+        "--checkpoint-minutes", type=float, default=5.0, help="and every M minutes of training (0: by steps only)"
+    )
+    parser.add_argument(
+        "--resume-other-dataset", action="store_true", help="resume RUN_DIR on a dataset other than its own"
+    )
+    parser.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="read images a frame names outside the dataset's folder (absolute or ../ paths): trusted datasets only",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -69,10 +83,15 @@ def run(args: argparse.Namespace) -> int:
     from .. import methods
     from ..data.bounds import scene_box_from_values
     from ..train.config import TrainConfig
+    from ..train.run_folder import StopSignals, claim_run_folder
     from ..train.trainer import LOG_NAME, Trainer
 
     steps = args.steps if args.steps is not None else (UNLIMITED_STEPS if args.minutes > 0 else TrainConfig.steps)
+    dataset: Path = args.dataset.expanduser()
+    out_dir: Path = args.out.expanduser()
     try:
+        if args.batch_rays is not None and args.batch_rays < 1:
+            raise ValueError(f"--batch-rays must be >= 1, got {args.batch_rays} (leave it out for the sample budget)")
         spec = methods.get(args.method)
         settings = dict(methods.parse_setting(spec.config, assignment) for assignment in args.settings)
         scene_box = scene_box_from_values(args.scene_box) if args.scene_box is not None else None
@@ -85,21 +104,48 @@ def run(args: argparse.Namespace) -> int:
             downscale=args.downscale,
             background=args.background,
             compile=args.compile,
-            batch_rays=args.batch_rays,
+            batch_rays=args.batch_rays or 0,
             samples_per_step=args.samples_per_step,
             eval_views=0 if args.no_eval else args.eval_views,
+            checkpoint_every=args.checkpoint_every,
+            checkpoint_minutes=args.checkpoint_minutes,
+            allow_outside_paths=args.allow_outside_paths,
             settings=spec.make_config(settings),
         )
-        out_dir: Path = args.out.expanduser()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _log_to(out_dir / LOG_NAME)
-        trainer = Trainer.create(args.dataset.expanduser(), out_dir, config, scene_box=scene_box)
+        identity = _dataset_identity(spec.family, dataset, args.allow_outside_paths)
+        run_folder = claim_run_folder(out_dir, identity, allow_other_dataset=args.resume_other_dataset)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = trainer.fit(progress=not args.quiet)
+    with run_folder:
+        _log_to(out_dir / LOG_NAME)
+        if run_folder.previous_dataset is not None:
+            logging.getLogger(__name__).warning(
+                "resuming %s on %s; it was trained on %s until now", out_dir, dataset, run_folder.previous_dataset.path
+            )
+        try:
+            trainer = Trainer.create(dataset, out_dir, config, scene_box=scene_box)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        with StopSignals() as stop:
+            result = trainer.fit(progress=not args.quiet, stop=stop)
     print(json.dumps(result, indent=2))
+    if stop.requested:
+        # stopped by a signal with the checkpoint saved: the shell's convention, so scripts can tell
+        return 128 + int(getattr(signal, stop.signal_name or "SIGINT"))
     return 0
+
+
+def _dataset_identity(family: str, dataset: Path, allow_outside_paths: bool) -> Any:
+    from ..data.transforms import read_transforms
+    from ..train.run_folder import DatasetIdentity
+
+    if family == "images":  # a bad dataset fails here, named, before the run folder is touched
+        return DatasetIdentity.of(read_transforms(dataset, allow_outside_paths=allow_outside_paths), dataset)
+    if not dataset.exists():
+        raise FileNotFoundError(f"{dataset}: no such dataset")
+    return DatasetIdentity.of_folder(dataset)
 
 
 def _log_to(path: Path) -> None:

@@ -18,7 +18,16 @@ import numpy as np
 import torch
 
 from .bounds import BoxChoice, choose_scene_box
-from .transforms import Frame, Intrinsics, SceneBox, Transforms, read_transforms, split_indices
+from .transforms import (
+    Frame,
+    Intrinsics,
+    SceneBox,
+    Transforms,
+    TransformsError,
+    read_image_info,
+    read_transforms,
+    split_indices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +193,15 @@ class RadianceDataset:
         return int(min(maximum, max(minimum, math.ceil(2.0 * self.normalization.size / footprint))))
 
 
-def load_dataset(path: Path | str, downscale: int = 1, scene_box: SceneBox | None = None) -> RadianceDataset:
+def load_dataset(
+    path: Path | str, downscale: int = 1, scene_box: SceneBox | None = None, allow_outside_paths: bool = False
+) -> RadianceDataset:
     """Read ``transforms.json`` (or a folder with it, or NeRF-synthetic split files) and its images.
 
-    ``scene_box`` overrides the dataset's box; without either, engine.data.bounds chooses one."""
+    ``scene_box`` overrides the dataset's box; without either, engine.data.bounds chooses one. A frame's image
+    outside the dataset's folder is refused unless ``allow_outside_paths`` (see read_transforms)."""
     path = Path(path)
-    return dataset_from_transforms(read_transforms(path), path, downscale, scene_box)
+    return dataset_from_transforms(read_transforms(path, allow_outside_paths), path, downscale, scene_box)
 
 
 def dataset_from_transforms(
@@ -288,7 +300,7 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         image = iio.imread(path)
     except (OSError, ValueError) as error:
-        raise DatasetError(f"{path}: cannot read image: {error}") from error
+        raise DatasetError(f"{path}: cannot read image: {_image_problem(path, error)}") from error
     if np.issubdtype(image.dtype, np.integer):
         image = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
     image = np.asarray(image, dtype=np.float32)
@@ -302,6 +314,21 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
     colour = np.repeat(image[..., :1], 3, axis=-1) if channels in (1, 2) else image[..., :3]
     alpha = image[..., -1] if channels in (2, 4) else np.ones(image.shape[:2], dtype=np.float32)
     return colour, alpha.copy()
+
+
+def _image_problem(path: Path, error: Exception) -> str:
+    """Why an image did not read, in one line: imageio's own message lists every plugin it tried."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty (0 bytes)"
+        read_image_info(path)  # names a file that is no PNG, JPEG or OpenEXR at all
+    except TransformsError as header_error:
+        return str(header_error).removeprefix(f"{path}: ")
+    except OSError as os_error:
+        return os_error.strerror or str(os_error)
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _area_downscale(images: torch.Tensor, factor: int) -> torch.Tensor:

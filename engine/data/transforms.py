@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 import struct
@@ -95,6 +96,12 @@ FORMAT_VERSION = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr")
 _PINHOLE_CAMERA_MODELS = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+# Bounds that keep every camera number representable in float32 with room for products: a focal length
+# of 1e308 is "finite" but overflows the engine's float32 tensors, and a rotation scaled by 1e30 has
+# column norms whose squares overflow, so rays come out NaN deep inside the sampler.
+MAX_PIXEL_VALUE = 1e8  # fl_x, fl_y, |cx|, |cy| in pixels
+MAX_IMAGE_SIDE = 65536  # w, h in pixels
+MAX_COORDINATE = 1e8  # |entry| of a camera_to_world, in world units
 # instant-ngp's defaults when aabb_scale/scale/offset are absent.
 _NGP_DEFAULT_SCALE = 0.33
 _NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)
@@ -119,14 +126,20 @@ class Intrinsics:
     height: int
 
     def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be a whole number of pixels, got {value!r}")
+        if not (0 < self.width <= MAX_IMAGE_SIDE and 0 < self.height <= MAX_IMAGE_SIDE):
+            raise ValueError(f"image size must be 1..{MAX_IMAGE_SIDE} pixels a side, got {self.width}x{self.height}")
         for name in ("fl_x", "fl_y", "cx", "cy"):
             value = getattr(self, name)
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if abs(value) > MAX_PIXEL_VALUE:
+                raise ValueError(f"{name} must be at most {MAX_PIXEL_VALUE:g} pixels in size, got {value!r}")
         if self.fl_x <= 0 or self.fl_y <= 0:
             raise ValueError(f"focal lengths must be positive, got fl_x={self.fl_x!r} fl_y={self.fl_y!r}")
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
 
     @property
     def camera_angle_x(self) -> float:
@@ -165,6 +178,11 @@ class SceneBox:
     maximum: tuple[float, float, float]
 
     def __post_init__(self) -> None:
+        for value in (*self.minimum, *self.maximum):
+            if not math.isfinite(value) or abs(value) > MAX_COORDINATE:
+                raise ValueError(
+                    f"scene box corners must be finite and at most {MAX_COORDINATE:g} in size, got {value!r}"
+                )
         if any(not (lo < hi) for lo, hi in zip(self.minimum, self.maximum, strict=True)):
             raise ValueError(f"scene box minimum {self.minimum} must be below maximum {self.maximum} on every axis")
 
@@ -177,6 +195,52 @@ class SceneBox:
     def size(self) -> tuple[float, float, float]:
         x, y, z = (hi - lo for lo, hi in zip(self.minimum, self.maximum, strict=True))
         return (x, y, z)
+
+
+def check_camera_to_world(rows: Any, where: str, key: str = "camera_to_world") -> None:
+    """A usable camera pose: 4x4 numbers, finite and at most MAX_COORDINATE, a rotation part whose columns
+    are neither zero nor parallel (a camera object may be scaled: columns are normalised later, but a zero
+    or degenerate one leaves no direction), and a last row of 0 0 0 1. Errors name ``where`` and ``key``."""
+    if (
+        not isinstance(rows, list | tuple)
+        or len(rows) != 4
+        or any(not isinstance(row, list | tuple) or len(row) != 4 for row in rows)
+    ):
+        raise ValueError(f"{where}: '{key}' must be a 4x4 list of rows of numbers")
+    for row in rows:
+        for value in row:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{where}: '{key}' must hold finite numbers, got {value!r}")
+            if abs(value) > MAX_COORDINATE:
+                raise ValueError(f"{where}: '{key}' entries must be at most {MAX_COORDINATE:g} in size, got {value!r}")
+    if any(abs(got - want) > 1e-6 for got, want in zip(rows[3], (0.0, 0.0, 0.0, 1.0), strict=True)):
+        raise ValueError(f"{where}: '{key}' last row must be 0 0 0 1, got {list(rows[3])}")
+    columns = [[float(rows[row][column]) for row in range(3)] for column in range(3)]
+    norms = [math.sqrt(sum(value * value for value in column)) for column in columns]
+    if min(norms) < 1e-8:
+        raise ValueError(f"{where}: '{key}' has a zero rotation (a column of its 3x3 part is all zeros)")
+    unit = [[value / norm for value in column] for column, norm in zip(columns, norms, strict=True)]
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = unit
+    determinant = ax * (by * cz - bz * cy) - bx * (ay * cz - az * cy) + cx * (ay * bz - az * by)
+    if abs(determinant) < 1e-6:
+        raise ValueError(f"{where}: '{key}' has a degenerate rotation (its axes are parallel or flat)")
+
+
+def outside_dataset(file_path: str) -> bool:
+    """``file_path`` (as a dataset writes it, '/' or '\\' separated) is absolute or climbs out of the dataset's
+    folder with '..'. Judged on the text, so a dataset's own symlinked image folder stays allowed."""
+    text = file_path.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        return True
+    depth = 0
+    for part in text.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
 
 
 @dataclass
@@ -233,22 +297,26 @@ def read_image_info(path: Path) -> ImageInfo:
     raise TransformsError(f"{path}: not a PNG, JPEG or OpenEXR image")
 
 
-def read_transforms(path: Path) -> Transforms:
+def read_transforms(path: Path, allow_outside_paths: bool = False) -> Transforms:
     """Read a dataset.
 
     ``path`` is a ``transforms.json`` (or a ``transforms_{split}.json``), or a folder holding
     ``transforms.json`` or the NeRF-synthetic split files ``transforms_{train,val,test}.json``.
+
+    A frame whose ``file_path`` leaves the dataset's folder (absolute, or ``../``) is an error naming the
+    frame unless ``allow_outside_paths``: a downloaded transforms.json must not pull any image on the
+    user's disk into a field.
     """
     path = Path(path)
     if path.is_dir():
         single = path / TRANSFORMS_NAME
         if single.is_file():
-            return _read_file(single, default_split=None)
+            return _read_file(single, default_split=None, allow_outside_paths=allow_outside_paths)
         split_files = [(split, path / f"transforms_{split}.json") for split in SPLITS]
         present = [(split, file) for split, file in split_files if file.is_file()]
         if not present:
             raise TransformsError(f"{path}: no {TRANSFORMS_NAME} or transforms_{{train,val,test}}.json in this folder")
-        parts = [_read_file(file, default_split=split) for split, file in present]
+        parts = [_read_file(file, split, allow_outside_paths) for split, file in present]
         first = parts[0]
         return Transforms(
             frames=[frame for part in parts for frame in part.frames],
@@ -260,7 +328,7 @@ def read_transforms(path: Path) -> Transforms:
     if not path.exists():
         raise TransformsError(f"{path}: no such file")
     split_of_file = next((split for split in SPLITS if path.name == f"transforms_{split}.json"), None)
-    return _read_file(path, default_split=split_of_file)
+    return _read_file(path, default_split=split_of_file, allow_outside_paths=allow_outside_paths)
 
 
 def split_indices(frames: list[Frame], path: Path) -> tuple[list[int], list[int]]:
@@ -329,7 +397,7 @@ def write_transforms(folder: Path, transforms: Transforms, split_files: bool = F
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _read_file(path: Path, default_split: str | None) -> Transforms:
+def _read_file(path: Path, default_split: str | None, allow_outside_paths: bool = False) -> Transforms:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -363,6 +431,11 @@ def _read_file(path: Path, default_split: str | None) -> Transforms:
         if not isinstance(file_path, str) or not file_path:
             raise TransformsError(f"{where}: 'file_path' must be a non-empty string")
         where = f"{path}: frame {index} ({file_path})"
+        if not allow_outside_paths and outside_dataset(file_path):
+            raise TransformsError(
+                f"{where}: 'file_path' leaves the dataset's folder {root}; images must lie inside it "
+                "(allow outside paths, --allow-outside-paths, only for a dataset you trust)"
+            )
         _check_camera_model(frame_json, where)
         frame_extra = frame_json.get("fieldwork", {})
         name = frame_extra.get("name") if isinstance(frame_extra, dict) else None
@@ -497,8 +570,10 @@ def _matrix(value: Any, where: str) -> list[list[float]]:
     rows = [[_number(entry, "transform_matrix", where) for entry in row] for row in value]
     if len(rows) == 3:
         rows.append([0.0, 0.0, 0.0, 1.0])
-    if any(abs(got - want) > 1e-6 for got, want in zip(rows[3], (0.0, 0.0, 0.0, 1.0), strict=True)):
-        raise TransformsError(f"{where}: 'transform_matrix' last row must be 0 0 0 1, got {rows[3]}")
+    try:
+        check_camera_to_world(rows, where, "transform_matrix")
+    except ValueError as error:
+        raise TransformsError(str(error)) from error
     return rows
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .decimate import decimate
 from .triangle_mesh import TriangleMesh
 
 
@@ -17,7 +18,7 @@ class CleanupConfig:
 
     keep_largest_components: int = 0  # keep the N components with most faces; 0 keeps all
     min_component_size: float = 0.0  # drop components whose box diagonal is below this fraction of the scene's
-    target_faces: int = 0  # decimate (vertex clustering) to at most this many faces; 0 keeps all
+    target_faces: int = 0  # quadric decimation (decimate.py) to at most this many faces; 0 keeps all
     orient_outward: bool = True
 
     def __post_init__(self) -> None:
@@ -81,52 +82,6 @@ def orient_outward(mesh: TriangleMesh) -> TriangleMesh:
     faces = mesh.faces.copy()
     faces[flip] = faces[flip][:, [0, 2, 1]]
     return TriangleMesh(mesh.vertices, faces, mesh.vertex_colors)
-
-
-def _cluster(mesh: TriangleMesh, cell_size: float) -> TriangleMesh:
-    """Merge the vertices in each cubic cell of ``cell_size`` into their mean; drop collapsed faces."""
-    keys = np.floor((mesh.vertices - mesh.vertices.min(axis=0)) / cell_size).astype(np.int64)
-    _, cluster, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    cluster = cluster.reshape(-1)
-    vertices = np.zeros((len(counts), 3))
-    np.add.at(vertices, cluster, mesh.vertices)
-    vertices /= counts[:, None]
-    colors = None
-    if mesh.vertex_colors is not None:
-        colors = np.zeros((len(counts), 3))
-        np.add.at(colors, cluster, mesh.vertex_colors)
-        colors = (colors / counts[:, None]).astype(np.float32)
-    faces = cluster[mesh.faces]
-    proper = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
-    faces = faces[proper]
-    # Two triangles may collapse onto the same three vertices; keep one of each.
-    _, first = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
-    faces = faces[np.sort(first)]
-    return TriangleMesh(vertices, faces, colors).submesh(np.ones(len(faces), dtype=bool))
-
-
-def decimate(mesh: TriangleMesh, target_faces: int) -> TriangleMesh:
-    """At most ``target_faces`` faces by vertex clustering (Rossignac and Borrel 1993).
-
-    Bisects the cluster cell size (geometrically, 16 steps) for the finest clustering that
-    meets the target. Fast and robust rather than optimal: thin parts thinner than a cell
-    merge, unlike quadric-error decimation.
-    """
-    if mesh.n_faces <= target_faces:
-        return mesh
-    if target_faces < 1:
-        raise ValueError(f"target_faces must be at least 1, got {target_faces}")
-    edge = np.linalg.norm(mesh.vertices[mesh.faces[:, 0]] - mesh.vertices[mesh.faces[:, 1]], axis=1)
-    fine, coarse = float(np.median(edge)), float(np.ptp(mesh.vertices, axis=0).max())
-    best = _cluster(mesh, coarse)
-    for _ in range(16):
-        middle = float(np.sqrt(fine * coarse))
-        candidate = _cluster(mesh, middle)
-        if candidate.n_faces <= target_faces:
-            coarse, best = middle, candidate
-        else:
-            fine = middle
-    return best
 
 
 def clean_mesh(mesh: TriangleMesh, config: CleanupConfig, scene_diagonal: float) -> TriangleMesh:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .io import linear_to_srgb
 from .triangle_mesh import TriangleMesh
 
 # world points (n, 3), unit view directions (n, 3) -> (n,) density, (n, 3) colour: one pass through the field
@@ -115,3 +116,19 @@ def colours_from_views(
     colours = np.zeros((mesh.n_vertices, 3), dtype=np.float32)
     colours[seen] = colour_sum[seen] / weight_sum[seen, None]
     return np.clip(colours, 0.0, 1.0), seen
+
+
+def colour_function_from_radiance(
+    query_radiance: RadianceFunction,
+    depth: float,
+    colours_are_linear: bool,
+    batch_points: int = 1 << 16,
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The bake's colour callback for a radiance field: :func:`colours_along_normals` at each
+    texel's surface point, sRGB-encoded when the field was trained in linear colour."""
+
+    def colour(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        colours = colours_along_normals(points, normals, query_radiance, depth=depth, batch_points=batch_points)
+        return linear_to_srgb(colours).astype(np.float32) if colours_are_linear else colours
+
+    return colour

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..methods import NO_SURFACE
+from .bake import BakedTexture, BakeSettings, bake_texture, check_texture_size, texture_path_for
 from .cleanup import CleanupConfig, clean_mesh
-from .colour import ViewImage, colours_along_normals, colours_from_views
+from .colour import ViewImage, colour_function_from_radiance, colours_along_normals, colours_from_views
 from .dense import sample_dense
 from .grid import Grid, SampledGrid
-from .io import linear_to_srgb, write_mesh
+from .io import linear_to_srgb, write_mesh, write_png
 from .levels import FieldKind, SurfaceLevel
 from .mise import initial_resolution_for, refinement_steps, sample_mise
 from .surface import marching_cubes
@@ -71,10 +72,19 @@ class ExtractSettings:
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
     batch_points: int = 0  # 0: sized to the device's memory
     overwrite: bool = False
+    # Bake a UV texture of this many texels square (a power of two, 256-8192) instead of vertex
+    # colours, after clean-up (and so after decimation); 0: vertex colours. See bake.py.
+    texture_size: int = 0
 
     def __post_init__(self) -> None:
         if not 8 <= self.resolution <= 2048:
             raise ValueError(f"resolution must be between 8 and 2048 cells, got {self.resolution}")
+        if self.texture_size:
+            check_texture_size(self.texture_size)
+            if self.colour_from is ColourSource.VIEWS:
+                raise ValueError(
+                    "a baked texture is coloured from the field; colour_from='views' is for vertex colours"
+                )
         if self.batch_points < 0:
             raise ValueError(f"batch_points must be >= 0, got {self.batch_points}")
         if self.method is SamplingMethod.MISE:
@@ -117,6 +127,8 @@ class MeshResult:
     sampling_seconds: float
     total_seconds: float
     unseen_points_filled: int = 0  # lattice points hidden behind a surface from every training camera, made inside
+    texture: BakedTexture | None = None  # the bake, when settings.texture_size asked for one (mesh has its UVs)
+    texture_path: Path | None = None
 
     @property
     def vertex_count(self) -> int:
@@ -142,6 +154,9 @@ class MeshResult:
             "total_seconds": round(self.total_seconds, 3),
             "bounds_min": minimum.tolist(),
             "bounds_max": maximum.tolist(),
+            "texture_path": None if self.texture_path is None else str(self.texture_path),
+            "texture_size": None if self.texture is None else self.texture.size,
+            "bake_seconds": None if self.texture is None else round(self.texture.total_seconds, 3),
         }
 
 
@@ -187,15 +202,19 @@ def extract_radiance_mesh(
     cameras: Sequence[Frame] = (),
     device: torch.device | str = "cpu",
     kind: FieldKind = FieldKind.DENSITY,
+    progress: Callable[[str, float], None] | None = None,
 ) -> MeshResult:
     """Mesh of a field's level set inside the box (density, signed distance or occupancy, by ``kind``),
     coloured, cleaned, not written.
 
     With ``settings.fill_unseen`` and ``cameras`` (the training views), space they look towards but
     none of them sees is made solid before marching cubes (``device`` runs the rays); density only: a
-    surface field is solid inside by construction.
+    surface field is solid inside by construction. ``progress(stage, fraction of the whole extraction)`` hears
+    each stage start.
     """
+    report = progress or (lambda _stage, _fraction: None)
     started = time.perf_counter()
+    report("sampling the field", 0.0)
     box_min = np.asarray(box_min, dtype=np.float64)
     box_max = np.asarray(box_max, dtype=np.float64)
     diagonal = float(np.linalg.norm(box_max - box_min))
@@ -205,6 +224,7 @@ def extract_radiance_mesh(
     sampled = sample_field(field_queries.query_surface, level, box_min, box_max, settings, batch_points)
     sampling_seconds = time.perf_counter() - started
     filled = 0
+    report("filling unseen space", 0.4)
     if settings.fill_unseen and cameras and kind is FieldKind.DENSITY:
         from .visibility import fill_unseen  # torch: only here, so the rest of extraction stays numpy
 
@@ -216,11 +236,26 @@ def extract_radiance_mesh(
             visibility.rays,
             visibility.seconds,
         )
+    report("marching cubes", 0.5)
     mesh = marching_cubes(sampled, what=what, level=level.describe())
+    report("cleaning up", 0.55)
     mesh = clean_mesh(mesh, settings.cleanup, diagonal)
     if mesh.n_faces == 0:
         raise ValueError(f"clean-up removed every face of {what}'s mesh: loosen min_component_size")
-    if settings.colour and settings.colour_from is ColourSource.FIELD:
+    texture = None
+    if settings.colour and settings.texture_size:
+        colour_fn = colour_function_from_radiance(
+            field_queries.query_radiance, 2.0 * sampled.grid.cell_size, colours_are_linear, batch_points
+        )
+        texture = bake_texture(
+            mesh,
+            colour_fn,
+            BakeSettings(size=settings.texture_size, batch_points=max(1, batch_points // 16)),
+            progress=lambda stage, fraction: report(f"texture: {stage}", 0.6 + 0.4 * fraction),
+        )
+        mesh = texture.mesh
+    elif settings.colour and settings.colour_from is ColourSource.FIELD:
+        report("vertex colours", 0.6)
         colours = colours_along_normals(
             mesh.vertices,
             mesh.vertex_normals(),
@@ -238,6 +273,7 @@ def extract_radiance_mesh(
         sampling_seconds=sampling_seconds,
         total_seconds=time.perf_counter() - started,
         unseen_points_filled=filled,
+        texture=texture,
     )
 
 
@@ -252,7 +288,9 @@ def points_per_batch(device: torch.device) -> int:
     return CPU_BATCH_POINTS
 
 
-def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> MeshResult:
+def extract_mesh_from_trainer(
+    trainer: Trainer, settings: ExtractSettings, progress: Callable[[str, float], None] | None = None
+) -> MeshResult:
     """Mesh of a trained field (``Trainer``) in world units, not written. See :func:`extract_to_file`."""
     method = trainer.config.method
     if trainer.spec.surface == NO_SURFACE:
@@ -280,6 +318,7 @@ def extract_mesh_from_trainer(trainer: Trainer, settings: ExtractSettings) -> Me
         cameras=cameras,
         device=trainer.device,
         kind=kind,
+        progress=progress,
     )
     if settings.colour and settings.colour_from is ColourSource.VIEWS:
         started = time.perf_counter()
@@ -337,5 +376,13 @@ def extract_to_file(trainer: Trainer, out_path: Path, resolution: int = 256, **o
     if out_path.exists() and not settings.overwrite:
         raise FileExistsError(f"{out_path} already exists; choose another name or set overwrite")
     result = extract_mesh_from_trainer(trainer, settings)
-    path = write_mesh(result.mesh, out_path, overwrite=settings.overwrite)
-    return dataclasses.replace(result, path=path)
+    return write_result(result, out_path, overwrite=settings.overwrite)
+
+
+def write_result(result: MeshResult, out_path: Path, overwrite: bool = False) -> MeshResult:
+    """Write the mesh (and first its baked texture, ``NAME.png`` beside it) atomically; the result with paths."""
+    texture_path = None
+    if result.texture is not None:
+        texture_path = write_png(texture_path_for(out_path), result.texture.image, overwrite=overwrite)
+    path = write_mesh(result.mesh, out_path, overwrite=overwrite, texture=texture_path)
+    return dataclasses.replace(result, path=path, texture_path=texture_path)

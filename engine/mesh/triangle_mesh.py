@@ -13,12 +13,16 @@ class TriangleMesh:
 
     ``vertices`` (n_vertices, 3) float64, ``faces`` (n_faces, 3) int64 indices into
     ``vertices``, counter-clockwise seen from outside; ``vertex_colors`` (n_vertices, 3)
-    float32 sRGB-encoded in [0, 1] (as mesh files store colours), or None.
+    float32 sRGB-encoded in [0, 1] (as mesh files store colours), or None; ``uvs``
+    (n_vertices, 2) float32 texture coordinates in [0, 1], u to the right and v up with
+    (0, 0) at the image's bottom-left (the OBJ and Blender convention), or None. A UV atlas
+    splits vertices along its seams, so two vertices may share a position.
     """
 
     vertices: np.ndarray
     faces: np.ndarray
     vertex_colors: np.ndarray | None = None
+    uvs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.vertices.ndim != 2 or self.vertices.shape[1] != 3:
@@ -33,6 +37,8 @@ class TriangleMesh:
             raise ValueError(
                 f"vertex_colors must have shape {self.vertices.shape} like vertices, got {self.vertex_colors.shape}"
             )
+        if self.uvs is not None and self.uvs.shape != (len(self.vertices), 2):
+            raise ValueError(f"uvs must have shape ({len(self.vertices)}, 2), one per vertex, got {self.uvs.shape}")
 
     @property
     def n_vertices(self) -> int:
@@ -60,6 +66,19 @@ class TriangleMesh:
         lengths = np.linalg.norm(normals, axis=1, keepdims=True)
         return normals / np.maximum(lengths, 1e-20)
 
+    def welded(self) -> tuple[np.ndarray, np.ndarray]:
+        """One vertex per distinct position: the first vertex (n_unique,) at each, and the index
+        (n_vertices,) of each vertex's position among them. Undoes a UV atlas' seam split."""
+        _, first, position_index = np.unique(self.vertices, axis=0, return_index=True, return_inverse=True)
+        return first, position_index.reshape(-1)
+
+    def seamless_vertex_normals(self) -> np.ndarray:
+        """(n_vertices, 3) unit normals averaged over every face at a position, so vertices split at
+        a UV seam get the same normal on both sides (no shading crease along seams)."""
+        first, position_index = self.welded()
+        welded = TriangleMesh(self.vertices[first], position_index[self.faces])
+        return welded.vertex_normals()[position_index]
+
     def surface_area(self) -> float:
         return float(0.5 * np.linalg.norm(self.face_normals(), axis=1).sum())
 
@@ -76,7 +95,7 @@ class TriangleMesh:
         return n_used_vertices - n_edges + self.n_faces
 
     def with_colors(self, vertex_colors: np.ndarray | None) -> TriangleMesh:
-        return TriangleMesh(self.vertices, self.faces, vertex_colors)
+        return TriangleMesh(self.vertices, self.faces, vertex_colors, self.uvs)
 
     def submesh(self, face_mask: np.ndarray) -> TriangleMesh:
         """The faces where ``face_mask`` (n_faces,) bool is set, with unused vertices dropped."""
@@ -85,4 +104,5 @@ class TriangleMesh:
         new_index = np.full(self.n_vertices, -1, dtype=np.int64)
         new_index[used] = np.arange(len(used))
         colors = None if self.vertex_colors is None else self.vertex_colors[used]
-        return TriangleMesh(self.vertices[used], new_index[kept_faces], colors)
+        uvs = None if self.uvs is None else self.uvs[used]
+        return TriangleMesh(self.vertices[used], new_index[kept_faces], colors, uvs)

@@ -35,6 +35,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     checkpoint_minutes: float = 5.0  # also checkpoint after this much training time (0: only by steps)
     eval_views: int = -1  # held-out views evaluated when a run ends: -1 all, 0 none
+    allow_outside_paths: bool = False  # the dataset's images may lie outside its folder (the user said so)
     compile: str = "auto"  # torch.compile a method's hot path: auto (CUDA only), on, off
     mixed_precision: bool = True  # autocast to bfloat16 on CUDA; ignored on CPU
     settings: Any = None  # the method's registry config; None: its defaults

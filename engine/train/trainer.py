@@ -44,6 +44,16 @@ from .metrics import psnr, ssim
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
+# What a resumed run takes from the new command; every other setting is the run's own.
+RESUME_OVERRIDES = (
+    "steps",
+    "minutes",
+    "device",
+    "eval_views",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "allow_outside_paths",
+)
 METRICS_NAME = "metrics.jsonl"
 LOG_NAME = "engine.log"
 # With a time budget, the evaluation after training stops starting views after this share of the budget, so
@@ -185,7 +195,6 @@ class Trainer:
         self._dataset = dataset
         self.step = 0
         self.train_seconds = 0.0
-        self.stop_requested = False  # set by a signal handler: fit() saves and returns after this step
         torch.manual_seed(config.seed)
         context = MethodContext(
             device=device,
@@ -216,20 +225,25 @@ class Trainer:
         checkpoint_path = out_dir / CHECKPOINT_NAME
         if checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file():
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
-            for name in ("steps", "minutes", "device", "eval_views", "checkpoint_minutes"):
+            for name in RESUME_OVERRIDES:
                 setattr(saved, name, getattr(config, name))
+            info.dataset = str(Path(dataset).resolve())  # the run folder's rules allowed it: name what trains now
             if scene_box is not None and scene_box != info.scene_box:
                 raise ValueError(
                     f"{out_dir}: the run was trained in the scene box "
                     f"{info.scene_box.minimum}..{info.scene_box.maximum}; "
                     f"it cannot resume in {scene_box.minimum}..{scene_box.maximum} (start a new run folder)"
                 )
-            data = load_dataset(Path(dataset), saved.downscale, scene_box=info.scene_box).to(device)
+            data = load_dataset(
+                Path(dataset), saved.downscale, scene_box=info.scene_box, allow_outside_paths=saved.allow_outside_paths
+            ).to(device)
             trainer = cls(saved, info, out_dir, device, data)
             trainer._load(checkpoint_path)
             log.info("resumed %s at step %d from %s", saved.method, trainer.step, checkpoint_path)
         else:
-            data = load_dataset(Path(dataset), config.downscale, scene_box=scene_box).to(device)
+            data = load_dataset(
+                Path(dataset), config.downscale, scene_box=scene_box, allow_outside_paths=config.allow_outside_paths
+            ).to(device)
             finest = getattr(config.settings, "finest_resolution", 0) or data.suggested_finest_resolution()
             info = RunInfo(
                 str(Path(dataset).resolve()),
@@ -261,8 +275,9 @@ class Trainer:
         resuming = checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file()
         if resuming:
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
-            for name in ("steps", "minutes", "device", "eval_views", "checkpoint_minutes"):
+            for name in RESUME_OVERRIDES:
                 setattr(saved, name, getattr(config, name))
+            info.dataset = str(path.resolve())
             config = saved
         data = open_family_data(config.spec.family, path, config, device)
         if not resuming:
@@ -292,7 +307,10 @@ class Trainer:
         if self._dataset is None:
             # The run's own box: no rule to rerun, and the same box even if the dataset gained one since.
             self._dataset = load_dataset(
-                Path(self.info.dataset), self.config.downscale, scene_box=self.info.scene_box
+                Path(self.info.dataset),
+                self.config.downscale,
+                scene_box=self.info.scene_box,
+                allow_outside_paths=self.config.allow_outside_paths,
             ).to(self.device)
         return self._dataset
 
@@ -311,7 +329,7 @@ class Trainer:
         if self._dataset is not None:
             return [self._dataset.frames[index] for index in self._dataset.train_indices]
         path = Path(self.info.dataset)
-        frames = read_transforms(path).frames
+        frames = read_transforms(path, self.config.allow_outside_paths).frames
         train, _ = split_indices(frames, path)
         return [frames[index] for index in train]
 
@@ -409,12 +427,12 @@ class Trainer:
         interval = self.config.checkpoint_minutes * 60.0
         return interval > 0 and self.train_seconds - last_checkpoint_seconds >= interval
 
-    def fit(self, progress: bool = True) -> dict[str, Any]:
-        """Train until the budget is used (or stop_requested), checkpointing on the way; then save and
-        evaluate config.eval_views held-out views."""
+    def fit(self, progress: bool = True, stop: Any = None) -> dict[str, Any]:
+        """Train until the budget is used or ``stop.requested`` (a run_folder.StopSignals: Ctrl-C, SIGTERM),
+        checkpointing by steps and training time on the way; then save, and evaluate unless stopped."""
         last_print = 0.0
         last_checkpoint = self.train_seconds
-        while not self.is_done() and not self.stop_requested:
+        while not self.is_done() and not (stop is not None and stop.requested):
             stats = self.train_step()
             if self.checkpoint_due(last_checkpoint):
                 self.save_checkpoint()
@@ -426,8 +444,9 @@ class Trainer:
         if progress:
             sys.stderr.write("\n")
         self.save_checkpoint()
-        if self.stop_requested:
-            return {"step": self.step, "train_seconds": self.train_seconds, "stopped": True}
+        if stop is not None and stop.requested:
+            log.info("%s at step %d: checkpoint saved, stopping", stop.signal_name, self.step)
+            return {"stopped": stop.signal_name, "step": self.step, "train_seconds": self.train_seconds}
         return self.evaluate_run(progress)
 
     def evaluate_run(self, progress: bool = False) -> dict[str, Any]:
@@ -612,9 +631,6 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         payload = load_checkpoint(path, self.device)
-        missing = [key for key in ("model", "step", "train_seconds", "generator") if key not in payload]
-        if missing:
-            raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
         try:
             self.model.load_state_dict(payload["model"])
         except RuntimeError as error:
@@ -622,8 +638,7 @@ class Trainer:
                 f"{path}: the checkpoint does not fit the {self.config.method} model of {self.run_dir / CONFIG_NAME} "
                 f"(were its settings changed?): {error}"
             ) from error
-        # checkpoints of engine 0.1 hold one "optimizer"
-        states = payload.get("optimizers") or ({"main": payload["optimizer"]} if "optimizer" in payload else {})
+        states = payload["optimizers"]
         for name, optimizer in self.optimizers.items():
             if name in states:
                 optimizer.load_state_dict(states[name])
@@ -696,4 +711,4 @@ def evaluation_bar(done: int, total: int) -> None:
 
 
 def _write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

@@ -328,6 +328,51 @@ def test_existing_folders_are_not_overwritten_silently(empty_scene, tmp_path: Pa
         capture.export_dataset(empty_scene, tmp_path / "dataset", cameras=[first])
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_overwrite_replaces_only_the_datasets_own_files(empty_scene, tmp_path: Path) -> None:
+    """The user's notes, an extra/ folder and an image the dataset does not name survive --overwrite
+    byte for byte; the old dataset's images and split files go."""
+    capture = addon_module("capture")
+    first, second = _two_camera_scene(empty_scene)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("Cam A", "Cam B"):
+        iio.imwrite(photos / f"{name}.jpg", np.zeros((12, 16, 3), dtype=np.uint8))
+        iio.imwrite(photos / f"{name}.png", np.full((12, 16, 3), 200, dtype=np.uint8))
+    dataset = tmp_path / "dataset"
+    capture.export_dataset(empty_scene, dataset, image_source="folder", image_folder=photos, split_files=True)
+    (dataset / "NOTES.txt").write_text("how I shot this\n")
+    (dataset / "extra").mkdir()
+    (dataset / "extra" / "scan.bin").write_bytes(bytes(range(256)))
+    iio.imwrite(dataset / "images" / "reference.png", np.full((4, 4, 3), 7, dtype=np.uint8))
+    own = ("transforms", "images/Cam")
+    users = {name: data for name, data in _snapshot(dataset).items() if not name.startswith(own)}
+    assert sorted(users) == ["NOTES.txt", "extra/scan.bin", "images/reference.png"]
+
+    (photos / "Cam A.jpg").unlink()  # now the png is Cam A's photo
+    capture.export_dataset(
+        empty_scene, dataset, cameras=[first], image_source="folder", image_folder=photos, overwrite=True
+    )
+
+    after = _snapshot(dataset)
+    assert {name: after[name] for name in users} == users
+    assert sorted(set(after) - set(users)) == ["images/Cam_A.png", "transforms.json"]
+    assert [frame.file_path for frame in read_transforms(dataset).frames] == ["images/Cam_A.png"]
+
+    # A file of the user's where the new dataset writes one: refused by name, the folder as it was.
+    iio.imwrite(dataset / "images" / "Cam_B.png", np.zeros((12, 16, 3), dtype=np.uint8))
+    before = _snapshot(dataset)
+    with pytest.raises(capture.CaptureError, match=r"images/Cam_B.png is not one of the dataset's files"):
+        capture.export_dataset(
+            empty_scene, dataset, cameras=[first, second], image_source="folder", image_folder=photos, overwrite=True
+        )
+    assert _snapshot(dataset) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset", "photos"], "staging left behind"
+
+
 def test_unreadable_transforms_json_imports_nothing(empty_scene, tmp_path: Path) -> None:
     import bpy
 
@@ -408,3 +453,18 @@ def test_headless_script_with_the_bpy_module(empty_scene, tmp_path: Path, leg: s
     assert refused.returncode == 1
     assert "error: no object named 'Nobody' for --cameras" in refused.stderr
     assert not (tmp_path / "other").exists()
+
+    # A folder that takes no new files fails before any view renders, with a message, not a traceback.
+    if os.geteuid() == 0:
+        locked = Path("/sys")  # sysfs refuses new files even to root, whom chmod does not stop
+    else:
+        locked = tmp_path / "read-only"
+        locked.mkdir()
+        locked.chmod(0o555)
+    unwritable = subprocess.run(
+        [*script, "--out", str(locked / "dataset")], capture_output=True, text=True, env=environment, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert unwritable.returncode == 1, unwritable.stdout + unwritable.stderr
+    assert f"error: cannot write {locked}: permission denied" in unwritable.stderr
+    assert "Traceback" not in unwritable.stderr and "frames 1/" not in unwritable.stdout

@@ -124,3 +124,30 @@ def test_a_field_with_nothing_above_the_level_creates_no_object(
     assert len(bpy.data.objects) == 0 and len(bpy.data.meshes) == 0
     assert "Fieldwork" not in empty_scene.collection.children
     assert sorted((trained_run.run_dir / "meshes").glob("*")) == meshes_before, "no file may be left behind"
+
+
+@pytest.mark.slow
+def test_extract_with_a_texture_after_decimation_imports_a_uv_mapped_textured_mesh(
+    empty_scene: bpy.types.Scene, trained_run: TrainedRun
+) -> None:
+    result = bpy.ops.fieldwork.extract_mesh(
+        run_dir=str(trained_run.run_dir), resolution=48, target_faces=1500, colours="TEXTURE", texture_size="1024"
+    )
+    assert result == {"FINISHED"}
+    (obj,) = empty_scene.collection.children["Fieldwork"].objects
+    assert 0 < len(obj.data.polygons) <= 1500 and len(obj.data.uv_layers) == 1
+    mesh_file = Path(obj["fieldwork_file"])
+    assert mesh_file.with_suffix(".png").is_file(), "the PNG lies beside the mesh"
+    principled = next(node for node in obj.data.materials[0].node_tree.nodes if node.type == "BSDF_PRINCIPLED")
+    (link,) = principled.inputs["Base Color"].links
+    image = link.from_node.image
+    assert tuple(image.size) == (1024, 1024) and image.packed_file is not None
+    # Still where the object is, as the vertex-coloured mesh is (see above).
+    corners = np.array([obj.matrix_world @ vertex.co for vertex in obj.data.vertices])
+    tolerance = 3.0 * trained_run.pixel_footprint
+    np.testing.assert_allclose(corners.min(axis=0), trained_run.bounds_min, atol=tolerance)
+    np.testing.assert_allclose(corners.max(axis=0), trained_run.bounds_max, atol=tolerance)
+    # The texture holds the colour the cameras saw: its chart texels average it.
+    pixels = np.asarray(image.pixels[:], dtype=np.float32).reshape(1024, 1024, 4)[..., :3]
+    lit = pixels[pixels.sum(axis=2) > 0]
+    np.testing.assert_allclose(lit.mean(axis=0), trained_run.mean_object_colour, atol=0.15)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import struct
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine import protocol
 from engine.server import PreviewScheduler, preview_pixels
+from engine.train.checkpoint import load_checkpoint
 from tests.conftest import REPO
 
 
@@ -367,5 +370,92 @@ def test_extract_after_training_writes_the_mesh_and_names_bad_settings(tiny_data
         assert "unknown setting(s) smooth" in next_of(engine, protocol.Error).message
         engine.send(protocol.Shutdown())
         assert engine.wait() == 0
+    finally:
+        engine.close()
+
+
+def test_bad_set_view_values_during_training_get_error_events_and_the_run_finishes(tmp_path: Path) -> None:
+    """fl_x 1e308 is valid JSON and "finite", NaN is what Python's json writes for nan: neither may end the
+    session; previews go on from the last good view and the run reaches its step budget."""
+    from tests.engine.sphere_dataset import make_sphere_dataset
+
+    dataset = make_sphere_dataset(tmp_path / "sphere", n_views=6, size=8)
+    engine = EngineProcess()
+    try:
+        handshake(engine)
+        engine.send(
+            protocol.Train(dataset=str(dataset), out_dir=str(tmp_path / "run"), steps=150, preview_every_s=0.05,
+                           settings=FAST_SETTINGS)
+        )  # fmt: skip
+        assert next_of(engine, protocol.Progress).step >= 1
+        good = {"type": "set_view", "camera_to_world": np.eye(4).tolist(), "fl_x": 8.0, "fl_y": 8.0, "cx": 4.0,
+                "cy": 4.0, "width": 8, "height": 8}  # fmt: skip
+        bad_views = [
+            ({**good, "fl_x": 1e308}, "fl_x must be at most"),
+            ({**good, "cx": float("nan")}, "cx must be a finite number, got nan"),
+            ({**good, "camera_to_world": [[0.0] * 4] * 3 + [[0.0, 0.0, 0.0, 1.0]]}, "zero rotation"),
+            ({**good, "width": 10**6}, "image size must be 1..65536"),
+        ]
+        for header, message in bad_views:
+            engine.send_bytes(frame(json.dumps(header).encode()))  # json.dumps writes NaN; encode() would refuse
+            error = next_of(engine, protocol.Error)
+            assert message in error.message and error.command == "set_view" and not error.fatal, error
+        engine.send_bytes(frame(json.dumps({**good, "view_id": 7}).encode()))
+        assert next_of(engine, protocol.PreviewFrame).view_id in (0, 7)
+        done = next_of(engine, protocol.Done, timeout=300)
+        assert (done.reason, done.step) == ("finished", 150)
+        engine.send(protocol.Shutdown())
+        assert engine.wait() == 0
+    finally:
+        engine.close()
+
+
+def test_a_mistyped_setting_and_a_foreign_folder_are_named_and_nothing_is_written(tmp_path: Path) -> None:
+    from tests.engine.sphere_dataset import make_sphere_dataset
+
+    dataset = make_sphere_dataset(tmp_path / "sphere", n_views=4, size=8)
+    engine = EngineProcess()
+    try:
+        handshake(engine)
+        run_dir = tmp_path / "run"
+        engine.send(protocol.Train(dataset=str(dataset), out_dir=str(run_dir), settings={"ngp": {"levels": "16"}}))
+        error = next_of(engine, protocol.Error)
+        assert "settings.ngp.levels must be a whole number, got '16'" in error.message and error.command == "train"
+        assert not run_dir.exists()
+
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "config.json").write_text('{"my": "settings"}')
+        engine.send(protocol.Train(dataset=str(dataset), out_dir=str(mine), settings=FAST_SETTINGS))
+        error = next_of(engine, protocol.Error)
+        assert f"{mine / 'config.json'} is not a Fieldwork run's config" in error.message, error
+        assert [path.name for path in mine.iterdir()] == ["config.json"]
+        assert (mine / "config.json").read_text() == '{"my": "settings"}'
+        engine.send(protocol.Shutdown())
+        assert engine.wait() == 0
+    finally:
+        engine.close()
+
+
+def test_sigterm_during_training_writes_the_checkpoint_and_ends_the_session(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    engine = EngineProcess()
+    try:
+        handshake(engine)
+        run_dir = tmp_path / "run"
+        engine.send(
+            protocol.Train(
+                dataset=str(tiny_dataset), out_dir=str(run_dir), steps=100000, preview_every_s=0.0,
+                settings=FAST_SETTINGS,
+            )
+        )  # fmt: skip
+        reached = next_of(engine, protocol.Progress).step
+        engine.process.send_signal(signal.SIGTERM)
+        done = next_of(engine, protocol.Done)
+        assert done.reason == "stopped" and done.step >= reached and Path(done.checkpoint).is_file()
+        assert engine.wait() == 0
+        assert load_checkpoint(run_dir / "checkpoint.pt", torch.device("cpu"))["step"] == done.step
     finally:
         engine.close()

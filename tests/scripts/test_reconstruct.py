@@ -187,3 +187,19 @@ def test_an_engine_without_torch_fails_the_file_with_the_engine_s_message(tmp_pa
     assert "torch and numpy are not installed" in report["error"] and "pip install -r" in report["error"]
     assert "torch and numpy are not installed" in completed.stderr
     assert not (tmp_path / "scene_fieldwork" / "scene_fieldwork.blend").exists()
+
+
+def test_a_child_that_dies_before_its_report_is_summarised_by_its_own_error(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The batch parent names the child's actual error, not just its exit code, and still streams its stderr."""
+    from scripts import reconstruct
+
+    dying = "import sys; print('Read blend: x'); sys.stderr.write('Traceback (most recent call last):\\n  File x\\n"
+    dying += "MemoryError: could not allocate 8 GiB for the views\\n'); sys.exit(1)"
+    code, tail = reconstruct.run_child([sys.executable, "-c", dying])
+    assert code == 1 and tail[-1] == "MemoryError: could not allocate 8 GiB for the views"
+    assert "MemoryError: could not allocate" in capfd.readouterr().err  # the user saw it as it came
+    summary = reconstruct.child_failure(code, tail)
+    assert summary.splitlines()[0] == "Blender exited with code 1: MemoryError: could not allocate 8 GiB for the views"
+    assert reconstruct.child_failure(-11, []) == "Blender exited with code -11 and wrote nothing on stderr"

@@ -114,3 +114,35 @@ def test_nan_in_a_matrix_names_the_frame(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match=r"frame 0 \(images/0\.png\): camera_to_world is not a finite"):
         dataset_from_transforms(transforms, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "the file is empty \\(0 bytes\\)"), (b"hello", "not a PNG, JPEG or OpenEXR image")],
+    ids=["empty", "text"],
+)
+def test_an_unreadable_image_is_one_line_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = write_images(tmp_path, [np.zeros((4, 4, 3), np.uint8)] * 2)
+    (tmp_path / "images/1.png").write_bytes(content)
+    with pytest.raises(DatasetError, match=rf"1\.png: cannot read image: {message}$"):
+        load_dataset(path)
+
+
+def test_an_image_outside_the_dataset_is_refused_unless_allowed(tmp_path: Path) -> None:
+    path = write_images(tmp_path / "dataset", [np.zeros((4, 4, 3), np.uint8)] * 2)
+    iio.imwrite(tmp_path / "private.png", np.full((4, 4, 3), 255, np.uint8))
+    document = json.loads(path.read_text())
+    document["frames"][1]["file_path"] = "../private.png"
+    path.write_text(json.dumps(document))
+    with pytest.raises(TransformsError, match=r"frame 1 \(\.\./private\.png\): 'file_path' leaves the dataset"):
+        load_dataset(path)
+    assert float(load_dataset(path, allow_outside_paths=True).premultiplied[1].min()) == 1.0
+
+
+def test_a_scene_box_beyond_float32_is_named(tmp_path: Path) -> None:
+    path = write_images(tmp_path, [np.zeros((4, 4, 3), np.uint8)] * 2)
+    document = json.loads(path.read_text())
+    document["fieldwork"]["scene_box"]["min"][0] = -1e300
+    path.write_text(json.dumps(document))
+    with pytest.raises(TransformsError, match="fieldwork.scene_box: scene box corners must be finite and at most"):
+        load_dataset(path)

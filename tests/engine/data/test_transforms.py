@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -306,7 +307,7 @@ def test_writing_two_frames_with_one_image_is_refused(tmp_path: Path) -> None:
 def test_file_paths_are_rebased_when_written_elsewhere(tmp_path: Path) -> None:
     dataset = _dataset(tmp_path / "source", [CAMERA])
     write_transforms(tmp_path / "copy", dataset)
-    copied = read_transforms(tmp_path / "copy")
+    copied = read_transforms(tmp_path / "copy", allow_outside_paths=True)  # the images stay outside "copy"
     assert copied.frames[0].file_path == "../source/images/cam_0.png"
     assert copied.image_path(copied.frames[0]).resolve() == (tmp_path / "source" / "images" / "cam_0.png").resolve()
 
@@ -317,3 +318,61 @@ def test_importing_transforms_needs_neither_torch_nor_numpy() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
     )
     assert completed.stdout.strip() == "[]"
+
+
+def _one_frame_file(folder: Path, **frame: object) -> Path:
+    """A transforms.json with one frame (fl_x 50, 8x8) whose keys ``frame`` overrides."""
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"file_path": "images/a.png", "transform_matrix": LOOK_AT_ORIGIN, **frame}
+    path = folder / "transforms.json"
+    path.write_text(json.dumps({"fl_x": 50.0, "w": 8, "h": 8, "frames": [entry]}))
+    return path
+
+
+@pytest.mark.parametrize(
+    "file_path", ["/etc/ssh/secret.png", "../outside.png", "images/../../outside.png", "C:/Users/x.png", "..\\x.png"]
+)
+def test_a_file_path_outside_the_dataset_is_refused_naming_the_frame_unless_allowed(
+    tmp_path: Path, file_path: str
+) -> None:
+    path = _one_frame_file(tmp_path / "dataset", file_path=file_path)
+    with pytest.raises(TransformsError, match=rf"frame 0 \({re.escape(file_path)}\): 'file_path' leaves the dataset"):
+        read_transforms(path)
+    assert read_transforms(path, allow_outside_paths=True).frames[0].file_path == file_path
+
+
+def test_a_file_path_that_stays_inside_is_read(tmp_path: Path) -> None:
+    path = _one_frame_file(tmp_path / "dataset", file_path="./images/../images/a.png")
+    assert read_transforms(path).frames[0].file_path == "./images/../images/a.png"
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [(1e30, "entries must be at most 1e\\+08"), (0.0, "zero rotation"), (float("nan"), "must be a finite number")],
+)
+def test_a_scaled_zero_or_nan_rotation_is_refused_naming_the_frame(tmp_path: Path, scale: float, message: str) -> None:
+    matrix = [[value * scale if column < 3 else value for column, value in enumerate(row)] for row in LOOK_AT_ORIGIN]
+    matrix[3] = [0.0, 0.0, 0.0, 1.0]
+    path = _one_frame_file(tmp_path / "dataset", transform_matrix=matrix)
+    with pytest.raises(TransformsError, match=rf"frame 0 \(images/a.png\): 'transform_matrix'.*{message}"):
+        read_transforms(path)
+
+
+def test_a_flat_rotation_is_refused(tmp_path: Path) -> None:
+    matrix = [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+    path = _one_frame_file(tmp_path / "dataset", transform_matrix=matrix)
+    with pytest.raises(TransformsError, match="degenerate rotation"):
+        read_transforms(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("fl_x", 1e308, "fl_x must be at most 1e\\+08"), ("cx", 1e300, "cx must be at most"),
+     ("w", 1e9, "image size must be 1..65536")],
+)  # fmt: skip
+def test_camera_numbers_too_big_for_the_engine_are_refused(
+    tmp_path: Path, key: str, value: float, message: str
+) -> None:
+    path = _one_frame_file(tmp_path / "dataset", **{key: value})
+    with pytest.raises(TransformsError, match=rf"frame 0 \(images/a.png\): {message}"):
+        read_transforms(path)

@@ -1,10 +1,10 @@
-"""Clean-up: components, floaters, decimation, outward orientation."""
+"""Clean-up: components, floaters, outward orientation (decimation: test_decimate.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.mesh.cleanup import CleanupConfig, clean_mesh, decimate, face_components, orient_outward
+from engine.mesh.cleanup import CleanupConfig, clean_mesh, face_components, orient_outward
 from engine.mesh.triangle_mesh import TriangleMesh
 
 from .conftest import merge, sphere_mesh
@@ -31,18 +31,6 @@ def test_floaters_below_the_size_are_removed() -> None:
     cleaned = clean_mesh(merge(BIG, FLOATER, MEDIUM), CleanupConfig(min_component_size=0.05), SCENE_DIAGONAL)
     assert cleaned.n_faces == BIG.n_faces + MEDIUM.n_faces
     assert len(np.unique(face_components(cleaned))) == 2
-
-
-def test_decimation_meets_the_target_and_stays_on_the_surface() -> None:
-    target = BIG.n_faces // 4
-    decimated = decimate(BIG, target)
-    assert target // 4 <= decimated.n_faces <= target
-    radii = np.linalg.norm(decimated.vertices, axis=1)
-    cell = 2.5 / 32
-    # Cluster means lie inside the sphere by at most the sagitta of a cell-sized chord.
-    assert np.abs(radii - 1.0).max() < cell
-    assert decimated.vertex_colors is not None and decimated.vertex_colors.shape == decimated.vertices.shape
-    assert decimated.signed_volume() > 0
 
 
 def test_inward_facing_components_are_flipped_outward() -> None:
