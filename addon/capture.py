@@ -37,7 +37,7 @@ from .camera_math import (
     checked_camera_to_world,
     intrinsics_from_camera,
 )
-from .engine.atomic import current_umask
+from .engine.atomic import current_umask, replace_folder
 from .engine.data.bounds import BoxChoice, choose_for_transforms
 from .engine.data.transforms import (
     IMAGE_SUFFIXES,
@@ -521,19 +521,11 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             source.rename(target)
             moved.append((source, target))
-        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.previous-", dir=out_dir.parent))
-        retired.rmdir()
-        out_dir.rename(retired)
-        try:
-            staging.rename(out_dir)
-        except BaseException:
-            retired.rename(out_dir)
-            raise
+        replace_folder(staging, out_dir)
     except BaseException:
         for source, target in reversed(moved):
             target.rename(source)
         raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _dataset_files(folder: Path) -> set[str]:

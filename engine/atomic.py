@@ -8,6 +8,7 @@ engine and the scripts all write through here.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,23 @@ def write_bytes_atomic(path: Path, data: bytes, overwrite: bool = True) -> Path:
 
 class WriteCheckError(ValueError):
     """An output that cannot be written; the message names it and says why."""
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` where ``target`` is (same parent folder): the old target is renamed
+    aside first and comes back if the swap fails, so a crash leaves either the old folder or the new one."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.previous-", dir=target.parent))
+    retired.rmdir()
+    target.rename(retired)
+    try:
+        staging.rename(target)
+    except BaseException:
+        retired.rename(target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def check_writable_folder(folder: Path) -> Path:

@@ -79,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import current_umask, write_atomic, write_text_atomic
+from ..atomic import current_umask, replace_folder, write_atomic, write_text_atomic
 
 SHAPES_NAME = "shapes.json"
 FORMAT_NAME = "fieldwork-shapes"
@@ -291,7 +291,7 @@ def write_shape_dataset(
         for (_, geometry), entry in zip(shapes, entries, strict=True):
             _write_geometry(staging / entry.file, geometry)
         write_text_atomic(staging / SHAPES_NAME, json.dumps(document, indent=2) + "\n")
-        _swap_in(staging, out_dir)
+        replace_folder(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -353,21 +353,6 @@ def _write_geometry(path: Path, geometry: ShapeGeometry) -> None:
             np.savez(handle, **arrays)
 
     write_atomic(path, write)
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.previous-", dir=out_dir.parent))
-    retired.rmdir()
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        retired.rename(out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def read_shape_dataset(path: Path) -> ShapeDataset:

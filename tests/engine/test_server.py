@@ -418,9 +418,9 @@ def test_a_mistyped_setting_and_a_foreign_folder_are_named_and_nothing_is_writte
     try:
         handshake(engine)
         run_dir = tmp_path / "run"
-        engine.send(protocol.Train(dataset=str(dataset), out_dir=str(run_dir), settings={"ngp": {"levels": "16"}}))
+        engine.send(protocol.Train(dataset=str(dataset), out_dir=str(run_dir), settings={"settings": {"levels": "16"}}))
         error = next_of(engine, protocol.Error)
-        assert "settings.ngp.levels must be a whole number, got '16'" in error.message and error.command == "train"
+        assert "ngp setting 'levels' must be a whole number, got '16'" in error.message and error.command == "train"
         assert not run_dir.exists()
 
         mine = tmp_path / "mine"

@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +41,7 @@ def tiny_config(**changes: object) -> TrainConfig:
     return TrainConfig(**values)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # on a shared 2-core machine two threads that wait on each other run several times slower than one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
