@@ -51,7 +51,7 @@ def enable_addon(extension: Path | None) -> str:
     import bpy
 
     addon_utils = importlib.import_module("addon_utils")
-    for name in bpy.context.preferences.addons:
+    for name in bpy.context.preferences.addons.keys():  # noqa: SIM118 - a bpy collection iterates its items
         if name == "fieldwork" or name.endswith(".fieldwork"):
             return name
     module_name = "bl_ext.user_default.fieldwork"
