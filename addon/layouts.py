@@ -93,7 +93,7 @@ class LayoutState:
     in_flight_names: list[str] = field(default_factory=list)
     sent_at: float = 0.0
     pending: tuple[protocol.RenderLayout, list[str]] | None = None
-    last_signature: str = ""
+    last_signature: Any = None  # what the last request sent: layout, camera, size
     frames: dict[int, list[protocol.PreviewFrame]] = field(default_factory=dict)
     last: RenderResult | None = None
     completed: int = 0
@@ -293,7 +293,7 @@ def build_layout(
     finally:
         _building = False
     state = state_for(scene)
-    state.last_signature, state.built = "", layout
+    state.last_signature, state.built = None, layout
     update_warnings(scene)
     return collection
 
@@ -640,9 +640,9 @@ def submit(scene: bpy.types.Scene, force: bool = False) -> int:
     update_warnings(scene)
     request = camera_view(scene, render_camera(scene), _settings(scene).preview_size)
     request.layout = to_world(scene, document)
-    # Rounded: a matrix Blender recomposes from its float32 parts differs in the last bits, not in the picture.
-    signature = json.dumps(_rounded([request.layout, request.camera_to_world, request.width, request.height]))
-    if signature == state.last_signature and not force:
+    signature = [request.layout, request.camera_to_world, request.width, request.height]
+    # Within 1e-5: a matrix Blender recomposes from its float32 parts differs in the last bits, not in the picture.
+    if not force and _close(signature, state.last_signature):
         return 0
     state.last_signature = signature
     request.request_id = state.take_id()
@@ -655,14 +655,17 @@ def submit(scene: bpy.types.Scene, force: bool = False) -> int:
     return request.request_id
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 5)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(item) for item in value]
-    return value
+def _close(a: Any, b: Any, tolerance: float = 1e-5) -> bool:
+    """``a`` and ``b`` alike (JSON-like values), numbers within ``tolerance``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(a - b) <= tolerance
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[key], b[key], tolerance) for key in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_close(x, y, tolerance) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _send(state: LayoutState, session: client.EngineSession, request: protocol.RenderLayout, names: list[str]) -> None:

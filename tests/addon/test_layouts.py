@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.addon.test_session import process_exited
-from tests.conftest import addon_module
+from tests.conftest import addon_module, require_leg
 from tests.layout_runs import ngp_run_folder, train_giraffe
 
 bpy = pytest.importorskip("bpy", reason="layouts need Blender as a module (bpy)")
@@ -139,6 +139,54 @@ def test_duplicate_and_delete_change_the_layout_sent_and_save_load_round_trips(s
     assert np.allclose(after["camera"]["camera_to_world"], before["camera"]["camera_to_world"], atol=1e-5)
 
 
+def test_a_live_edit_drained_by_the_timer_re_renders_without_blocking(scene) -> None:  # type: ignore[no-untyped-def]
+    """The interactive path: the depsgraph handler sends, ``client.tick`` (the timer's function) drains."""
+    layouts = addon_module("layouts")
+    client = addon_module("client")
+    scene.fieldwork.layouts.preview_size = 32
+    generate(scene, seed=6, count=2)
+    state = layouts.state_for(scene)
+    done = state.completed
+    obj = layouts.layout_objects(scene)[1]
+    obj.rotation_euler.z += 0.5
+    obj.scale *= 1.2
+    bpy.context.view_layer.update()
+    assert state.in_flight is not None  # sent at once, nothing waited for
+    started, longest = time.perf_counter(), 0.0
+    while state.completed == done and time.perf_counter() - started < 60:
+        tick = time.perf_counter()
+        client.tick()
+        longest = max(longest, time.perf_counter() - tick)
+        time.sleep(0.01)
+    seconds = time.perf_counter() - started
+    print(f"live re-render at 32^2 in {seconds:.2f} s; longest tick {longest * 1000:.1f} ms")
+    assert state.completed == done + 1 and state.last.names == [o.name for o in layouts.layout_objects(scene)]
+    sent = state.last.request.layout["objects"][1]
+    assert math.isclose(sent["rotation_z_deg"], math.degrees(obj.rotation_euler.z), abs_tol=1e-4)
+    assert math.isclose(sent["scale"], obj.scale.x, abs_tol=1e-6)
+    assert longest < 0.25  # a tick never waits on the engine
+
+
+def test_resample_and_copy_codes_reach_the_engine(scene) -> None:  # type: ignore[no-untyped-def]
+    layouts = addon_module("layouts")
+    generate(scene, seed=8, count=2)
+    first, second = layouts.layout_objects(scene)
+    shape, appearance = list(first[layouts.SHAPE_KEY]), list(first[layouts.APPEARANCE_KEY])
+    bpy.context.view_layer.objects.active = first
+    assert bpy.ops.fieldwork.resample_codes(which="shape", seed=11) == {"FINISHED"}
+    assert list(first[layouts.SHAPE_KEY]) != shape and list(first[layouts.APPEARANCE_KEY]) == appearance
+    assert first[layouts.SEED_KEY] == 11
+    first.select_set(True)
+    second.select_set(True)
+    assert bpy.ops.fieldwork.copy_layout_codes(which="both") == {"FINISHED"}
+    assert list(second[layouts.SHAPE_KEY]) == list(first[layouts.SHAPE_KEY])
+    assert list(second[layouts.APPEARANCE_KEY]) == list(first[layouts.APPEARANCE_KEY])
+    rendered = layouts.render_now(scene)
+    sent = rendered.request.layout["objects"]
+    assert np.allclose(sent[1]["shape_code"], list(first[layouts.SHAPE_KEY]))
+    assert np.allclose(sent[0]["appearance_code"], sent[1]["appearance_code"])
+
+
 def test_more_objects_than_trained_render_with_a_warning(scene) -> None:  # type: ignore[no-untyped-def]
     layouts = addon_module("layouts")
     generate(scene, seed=1, count=5)
@@ -203,12 +251,15 @@ def test_killing_the_engine_during_a_live_edit_leaves_blender_usable(scene) -> N
     assert fresh.state.engine_pid != pid and layouts.state_for(scene).last.alphas.shape[0] == 2
 
 
-@pytest.mark.parametrize("mode", ["disable", "crash"])
+@pytest.mark.parametrize(
+    ("leg", "mode"), [("blender-5.0", "disable"), ("blender-5.0", "crash"), ("blender-5.2", "disable")]
+)
 def test_disabling_the_addon_or_crashing_mid_edit_leaves_no_engine(  # type: ignore[no-untyped-def]
-    mode: str, built_extension: Path, engine_python: Path, giraffe_run: Path, run_blender_script
+    leg: str, mode: str, built_extension: Path, engine_python: Path, giraffe_run: Path, run_blender_script
 ) -> None:
+    python = require_leg(leg)
     report = run_blender_script(
-        engine_python, "layout_orphans.py", str(built_extension), str(engine_python), str(giraffe_run), mode
+        python, "layout_orphans.py", str(built_extension), str(engine_python), str(giraffe_run), mode
     )
     assert report["in_flight"], report  # the edit was on its way to the engine
     if mode == "disable":
