@@ -776,22 +776,42 @@ def _on_depsgraph_update(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph)
     try:
         if not _settings(scene).live or layout_collection(scene) is None:
             return
-        if not (depsgraph.id_type_updated("OBJECT") or depsgraph.id_type_updated("COLLECTION")):
-            return
+        if not any(depsgraph.id_type_updated(kind) for kind in ("OBJECT", "COLLECTION", "SCENE")):
+            return  # e.g. an image or a material: nothing the layout or its camera depends on
         submit(scene)
     except (LayoutError, layout_format.LayoutError, camera_math.CameraError, ValueError) as error:
         state_for(scene).warnings = [str(error)]
 
 
+@bpy.app.handlers.persistent
+def _on_frame_change(scene: bpy.types.Scene, _depsgraph: bpy.types.Depsgraph | None = None) -> None:
+    """Playback or scrubbing: keyframed empties and codes re-render live as the frame changes."""
+    if _building or scene is None:
+        return
+    try:
+        if _settings(scene).live and layout_collection(scene) is not None:
+            submit(scene)
+    except (LayoutError, layout_format.LayoutError, camera_math.CameraError, ValueError) as error:
+        state_for(scene).warnings = [str(error)]
+
+
+_HANDLERS = (
+    (bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
+    (bpy.app.handlers.frame_change_post, _on_frame_change),
+)
+
+
 def register() -> None:
     client.add_listener(_on_drained)
-    if _on_depsgraph_update not in bpy.app.handlers.depsgraph_update_post:
-        bpy.app.handlers.depsgraph_update_post.append(_on_depsgraph_update)
+    for handlers, handler in _HANDLERS:
+        if handler not in handlers:
+            handlers.append(handler)
 
 
 def unregister() -> None:
-    if _on_depsgraph_update in bpy.app.handlers.depsgraph_update_post:
-        bpy.app.handlers.depsgraph_update_post.remove(_on_depsgraph_update)
+    for handlers, handler in _HANDLERS:
+        if handler in handlers:
+            handlers.remove(handler)
     client.remove_listener(_on_drained)
     _STATES.clear()
 

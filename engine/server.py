@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("fieldwork.engine")
 LOG_FILE_NAME = "engine.log"
 PREVIEW_MODES = ("color", "depth", "opacity")
+LAYOUT_PREVIEW_MAX_SIDE = 64  # the viewport's previews of a run opened for layouts (SetView)
 # A render_view is rendered at its full size: beyond this many pixels it would exhaust memory, not fail.
 MAX_VIEW_PIXELS = 4096 * 4096
 
@@ -548,6 +549,8 @@ class Session:
         run_dir = Path(command.run_dir).expanduser()
         service = LayoutService(run_dir, device=command.device)  # refuses runs that make no layouts, named
         self.layouts, self.trainer = service, service.trainer
+        # Viewport previews of a layout stay small: render_layout requests, the artist's edits, come first.
+        self.scheduler = PreviewScheduler(max_side=LAYOUT_PREVIEW_MAX_SIDE)
         LOG.info("opened %s run %s at step %d for layouts", service.method, run_dir, service.step)
         self.writer.send(
             protocol.RunOpened(run_dir=str(run_dir), method=service.method, step=service.step, facts=service.facts())

@@ -218,6 +218,12 @@ def test_keyframed_empties_and_codes_render_as_an_image_sequence(scene, tmp_path
     assert math.isclose(middle["translation"][0], start_x + 0.5, abs_tol=1e-4)
     assert np.allclose(middle["shape_code"], [value + 1.0 for value in first_code], atol=1e-4)
 
+    state = layouts.state_for(scene)
+    layouts.wait_for(scene, lambda: state.in_flight is None and state.pending is None, "the animation's last frame")
+    scene.frame_set(2)  # scrubbing: the frame-change handler sends the frame's layout (live)
+    sent = (state.pending[0] if state.pending else state.in_flight).layout["objects"][0]
+    assert math.isclose(sent["translation"][0], start_x + 0.5, abs_tol=1e-4)
+
 
 def test_a_run_that_makes_no_layouts_is_named(scene, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = ngp_run_folder(tmp_path)
@@ -264,7 +270,7 @@ def test_disabling_the_addon_or_crashing_mid_edit_leaves_no_engine(  # type: ign
     assert report["in_flight"], report  # the edit was on its way to the engine
     if mode == "disable":
         assert report["exit_code"] is not None  # unregister waited for the child's exit
-        assert "_on_depsgraph_update" not in report["handlers_left"], report
+        assert not {"_on_depsgraph_update", "_on_frame_change"} & set(report["handlers_left"]), report
         assert report["objects"] > 0  # Blender went on: an edit and a new object after disabling
     deadline = time.monotonic() + 15
     while not process_exited(report["pid"]) and time.monotonic() < deadline:

@@ -39,7 +39,8 @@ def main(zip_path: str, engine_python: str, run_dir: str, mode: str) -> dict:
     if mode == "disable":
         addon_utils.disable(module_name, default_set=True)
         report["exit_code"] = session.process.poll()
-        report["handlers_left"] = [h.__name__ for h in bpy.app.handlers.depsgraph_update_post]
+        handlers = [*bpy.app.handlers.depsgraph_update_post, *bpy.app.handlers.frame_change_post]
+        report["handlers_left"] = [h.__name__ for h in handlers]
         obj.location.x += 0.2
         bpy.context.view_layer.update()  # no handler of ours runs now
         bpy.ops.mesh.primitive_cube_add()
