@@ -75,6 +75,12 @@ def test_open_sample_and_render_a_layout(engine: EngineProcess, giraffe_run: Pat
     again = alphas_of(render(engine, moved, dict(camera, width=48, height=32), 9), 5)
     assert not np.allclose(again[0], alphas[0], atol=0.02)
 
+    # The viewport's view (SetView) previews the current layout: the last one rendered
+    engine.send(protocol.SetView(view_id=4, **dict(camera, width=40, height=30)))
+    preview = engine.next_event(timeout=60)
+    assert isinstance(preview, protocol.PreviewFrame) and preview.view_id == 4 and preview.mode == "color", preview
+    assert max(preview.width, preview.height) <= 64 and preview.layers == 0
+
 
 def test_a_run_that_makes_no_layouts_is_refused_by_name(engine: EngineProcess, tmp_path: Path) -> None:
     run = ngp_run_folder(tmp_path)
