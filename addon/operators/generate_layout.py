@@ -22,6 +22,16 @@ class FIELDWORK_OT_generate_layout(bpy.types.Operator):
     seed: IntProperty(name="Seed", default=-1, min=-1)  # type: ignore[valid-type]  # -1: the panel's
     object_count: IntProperty(name="Objects", default=-2, min=-2)  # type: ignore[valid-type]  # -2: the panel's
 
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        # The panel's values, written into the operator: Adjust Last Operation (F9) then shows the seed and
+        # count used, and changing them there undoes this layout and generates that one.
+        settings = context.scene.fieldwork.layouts  # type: ignore[union-attr]
+        if self.seed < 0:
+            self.seed = settings.seed
+        if self.object_count < -1:
+            self.object_count = settings.object_count
+        return self.execute(context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene = context.scene
         assert scene is not None
