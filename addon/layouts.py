@@ -577,6 +577,9 @@ def wait_for(
     session = client.session_for(client.scene_key(scene))
     deadline = time.monotonic() + timeout_s
     state = state_for(scene)
+    # A refusal already drained answered an earlier (live) request, not the one waited for here: the panel
+    # showed it; the answer to this one is still in the queue.
+    state.error = ""
     while not done():
         if session is None or not session.state.active:
             reason = session.state.error if session is not None else "no engine session"
