@@ -99,7 +99,8 @@ class LayoutState:
     completed: int = 0
     ready: dict[int, protocol.LayoutReady] = field(default_factory=dict)
     opened: str = ""  # the run folder the engine said it opened
-    error: str = ""  # the last refusal of a layout command, with the command's name
+    error: str = ""  # the last refusal of a layout command, for the panel
+    refusals: dict[str, str] = field(default_factory=dict)  # command -> its newest refusal, for wait_for
     warnings: list[str] = field(default_factory=list)
     sent_counts: list[int] = field(default_factory=list)  # objects of each layout submitted, sent or pending
     built: dict[str, Any] = field(default_factory=dict)  # the layout JSON the collection was last built from
@@ -570,23 +571,22 @@ def run_folder(scene: bpy.types.Scene, run_dir: str = "") -> str:
 
 
 def wait_for(
-    scene: bpy.types.Scene, done: Callable[[], bool], what: str, timeout_s: float = WAIT_S
+    scene: bpy.types.Scene, done: Callable[[], bool], what: str, timeout_s: float = WAIT_S, command: str = ""
 ) -> client.EngineSession:
     """Drain the scene's session (through the listeners, as the timer does) until ``done()``; errors name
-    ``what``: the engine's refusal, its exit with its log, or the time waited."""
+    ``what``: the engine's refusal of ``command``, its exit with its log, or the time waited."""
     session = client.session_for(client.scene_key(scene))
     deadline = time.monotonic() + timeout_s
     state = state_for(scene)
     # A refusal already drained answered an earlier (live) request, not the one waited for here: the panel
     # showed it; the answer to this one is still in the queue.
-    state.error = ""
+    state.refusals.pop(command, None)
     while not done():
         if session is None or not session.state.active:
             reason = session.state.error if session is not None else "no engine session"
             raise LayoutError(f"{what}: the engine session ended ({reason})")
-        if state.error:
-            error, state.error = state.error, ""
-            raise LayoutError(error)
+        if command in state.refusals:
+            raise LayoutError(state.refusals.pop(command))
         if time.monotonic() > deadline:
             raise LayoutError(f"{what}: no answer from the engine within {timeout_s:.0f} s")
         result = session.drain(budget_s=0.2, block_s=0.1)
@@ -612,7 +612,7 @@ def open_run(scene: bpy.types.Scene, run_dir: str, context: bpy.types.Context | 
     state.opened, state.error = "", ""
     device = preferences.get_preferences(context).device
     session.send(protocol.OpenRun(run_dir=run_dir, device=device))
-    return wait_for(scene, lambda: state.opened == run_dir, f"opening {run_dir}", OPEN_TIMEOUT_S)
+    return wait_for(scene, lambda: state.opened == run_dir, f"opening {run_dir}", OPEN_TIMEOUT_S, "open_run")
 
 
 def sample(scene: bpy.types.Scene, seed: int, n_objects: int, proxy_resolution: int) -> protocol.LayoutReady:
@@ -624,7 +624,7 @@ def sample(scene: bpy.types.Scene, seed: int, n_objects: int, proxy_resolution: 
     session.send(
         protocol.SampleLayout(request_id=request_id, seed=seed, n_objects=n_objects, proxy_resolution=proxy_resolution)
     )
-    wait_for(scene, lambda: request_id in state.ready, f"sampling a layout (seed {seed})")
+    wait_for(scene, lambda: request_id in state.ready, f"sampling a layout (seed {seed})", command="sample_layout")
     return state.ready.pop(request_id)
 
 
@@ -682,7 +682,12 @@ def render_now(scene: bpy.types.Scene) -> RenderResult:
     request_id = submit(scene, force=True)
     if request_id == 0:
         raise LayoutError("no engine session has the layout's run open: generate or load a layout first")
-    wait_for(scene, lambda: state.last is not None and state.last.request_id >= request_id, "rendering the layout")
+    wait_for(
+        scene,
+        lambda: state.last is not None and state.last.request_id >= request_id,
+        "rendering the layout",
+        command="render_layout",
+    )
     assert state.last is not None
     return state.last
 
@@ -699,7 +704,7 @@ def _on_drained(session: client.EngineSession, result: client.DrainResult) -> No
         elif isinstance(event, protocol.LayoutReady):
             state.ready[event.request_id] = event
         elif isinstance(event, protocol.Error) and event.command in ("open_run", "sample_layout", "render_layout"):
-            state.error = event.message
+            state.error = state.refusals[event.command] = event.message
             if event.command == "render_layout":
                 state.in_flight = None
                 _send_pending(state, session)
@@ -745,6 +750,7 @@ def _complete(state: LayoutState, frames: list[protocol.PreviewFrame]) -> None:
         seconds=time.perf_counter() - state.sent_at,
     )
     state.completed += 1
+    state.error = ""  # the panel's last refusal is answered by this render
     show_alphas(alphas)
 
 

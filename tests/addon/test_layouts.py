@@ -276,3 +276,18 @@ def test_disabling_the_addon_or_crashing_mid_edit_leaves_no_engine(  # type: ign
     while not process_exited(report["pid"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process_exited(report["pid"]), f"engine {report['pid']} outlived its Blender ({mode})"
+
+
+def test_a_layout_of_other_code_sizes_loads_but_its_render_names_the_sizes(scene, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    layouts = addon_module("layouts")
+    document = generate(scene, seed=9, count=1)
+    other = json.loads(json.dumps(document))
+    other["shape_code_size"] = 4
+    other["objects"][0]["shape_code"] = [0.5, -0.5, 0.25, 0.0]
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(other))
+    assert bpy.ops.fieldwork.load_layout(filepath=str(path)) == {"FINISHED"}
+    assert len(layouts.layout_objects(scene)[0][layouts.SHAPE_KEY]) == 4
+    with pytest.raises(RuntimeError, match="'shape_code_size' is 4, the giraffe model's codes have 16"):
+        bpy.ops.fieldwork.render_layout()
+    assert bpy.ops.fieldwork.generate_layout() == {"FINISHED"}  # the session goes on
