@@ -91,3 +91,26 @@ def test_a_run_that_makes_no_layouts_is_refused_by_name(engine: EngineProcess, t
     engine.send(protocol.SampleLayout(seed=1))
     error = engine.next_event(timeout=30)
     assert isinstance(error, protocol.Error) and "send open_run first" in error.message
+
+
+def test_a_proxy_is_marched_from_the_object_density_and_falls_back_to_its_box(
+    giraffe_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.layout_service import LayoutService
+
+    service = LayoutService(giraffe_run, device="cpu")
+    layout = service.model.sample_layout(1, 1)
+    obj = layout.objects[0]
+
+    def ball(_obj, resolution):  # type: ignore[no-untyped-def]
+        axis = np.linspace(-1.0, 1.0, resolution + 1)
+        x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+        return np.where(x**2 + y**2 + z**2 < 0.5**2, 100.0, 0.0)  # dense inside radius 0.5 of the box
+
+    monkeypatch.setattr(service, "object_density", ball)
+    vertices, faces, kind = service.proxy_mesh(obj, 24)
+    radii = np.linalg.norm(vertices, axis=1)
+    assert kind == "density" and len(faces) > 50
+    assert abs(radii.mean() - 0.5) < 0.05 and vertices.min() >= -1.0 and vertices.max() <= 1.0
+    monkeypatch.setattr(service, "object_density", lambda _obj, r: np.zeros((r + 1,) * 3))
+    assert service.proxy_mesh(obj, 8)[2] == "box"
