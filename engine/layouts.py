@@ -330,7 +330,7 @@ class _Fields:
             value = float(value)
         if (kind in (int, float) and isinstance(value, bool)) or not isinstance(value, kind):
             raise LayoutError(f"{self.where}: field {name!r} must be {kind.__name__}, got {value!r}")
-        if kind is float and not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise LayoutError(f"{self.where}: field {name!r} must be a finite number, got {value!r}")
         return value
 

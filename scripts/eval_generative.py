@@ -252,6 +252,36 @@ def disentanglement(model: Any, count: int) -> dict[str, Any]:
     }
 
 
+def edit_strip(model: Any, path: Path) -> Path:
+    """One PNG (4x enlarged) of a 2-object layout and its edits, left to right: as sampled, object_0 moved 0.6 along +X,
+    turned 45 degrees, both objects' appearance codes swapped, new background codes, object_1 removed."""
+    import imageio.v3 as iio
+
+    for seed in range(3, 100):  # the first layout whose two objects are both seen and do not overlap
+        layout = model.sample_layout(seed, 2)
+        masks = model.render_layout(layout).alphas > 0.5
+        if masks[0].sum() >= 4 and masks[1].sum() >= 4 and not (masks[0] & masks[1]).any():
+            break
+    edits = [
+        layout,
+        layouts.move(layout, "object_0", (0.6, 0.0, 0.0)),
+        layouts.rotate(layout, "object_0", 45.0),
+        layouts.swap_codes(layout, "object_0", "object_1", "appearance"),
+        layouts.set_background(
+            layout,
+            layouts.random_code(layout.background_code_size, 1),
+            layouts.random_code(layout.background_code_size, 2),
+        ),
+        layouts.remove_object(layout, "object_1"),
+    ]
+    images = [model.render_layout(edit).colour for edit in edits]
+    gap = np.ones((images[0].shape[0], 1, 3), np.float32)
+    strip = np.concatenate([part for image in images for part in (image, gap)][:-1], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, (np.kron(strip, np.ones((4, 4, 1))) * 255 + 0.5).astype(np.uint8))
+    return path
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -283,6 +313,8 @@ def evaluate_run(
         result["count_accuracy"] = float((generated["count"] == true_counts).mean())
         result["count_accuracy_vs_real"] = result["count_accuracy"] / max(real["count_accuracy"], 1e-9)
         result["cell_accuracy"] = float((generated["cells"] == true_cells).mean())
+    if trainer.spec.layouts and args.demo is not None:
+        result["demo"] = str(edit_strip(model, args.demo / f"{run.name}_edits.png"))
     if trainer.spec.layouts:
         result["controllability"] = controllability(model, args.layouts, args.distance, args.degrees)
         result["disentanglement"] = disentanglement(model, args.layouts)
@@ -299,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distance", type=float, default=0.3, help="translation in world units")
     parser.add_argument("--degrees", type=float, default=15.0, help="circular translation about the floor centre")
     parser.add_argument("--oracle-epochs", type=int, default=25)
+    parser.add_argument("--oracle-cache", type=Path, help="keep the trained oracle here and reuse it when it exists")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--demo", type=Path, help="write a strip of layout edits per layout run into this folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -311,7 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     train_images = torch.from_numpy(collection.images(train).transpose(0, 3, 1, 2).copy())
     heldout_images = torch.from_numpy(collection.images(heldout).transpose(0, 3, 1, 2).copy())
     train_labels, heldout_labels = labels_of(collection, train), labels_of(collection, heldout)
-    oracle = train_oracle(train_images, train_labels, max_count, args.oracle_epochs)
+    if args.oracle_cache is not None and args.oracle_cache.is_file():
+        oracle = Oracle(max_count)
+        oracle.load_state_dict(torch.load(args.oracle_cache, weights_only=True))
+        oracle.eval()
+    else:
+        oracle = train_oracle(train_images, train_labels, max_count, args.oracle_epochs)
+        if args.oracle_cache is not None:
+            torch.save(oracle.state_dict(), args.oracle_cache)
     heldout_out = oracle_outputs(oracle, heldout_images)
     train_out = oracle_outputs(oracle, train_images[: len(heldout)])
     real = {
