@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mesh.bake import texture_path_for
+    from ..mesh.bake import check_texture_size, texture_path_for
     from ..mesh.cleanup import CleanupConfig
     from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer, write_result
     from ..mesh.io import SUFFIXES
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir.expanduser()
     out: Path = (args.out or run_dir / f"mesh-{args.resolution}.ply").expanduser()
     try:
+        if args.texture:  # option values first: they need no run to be wrong
+            check_texture_size(args.texture)
         check_readable_run(run_dir)
         check_writable_file(out)  # before minutes of extraction, not after
         if out.suffix.lower() not in SUFFIXES:
