@@ -219,7 +219,7 @@ def _type_name(annotation: Any) -> str:
 
 # ---------------------------------------------------------------------------- the entries
 
-_ENTRIES = ("ngp", "nerf", "giraffe", "graf")
+_ENTRIES = ("ngp", "nerf", "neus", "unisurf", "giraffe", "graf")
 
 
 def _load_entries() -> None:
