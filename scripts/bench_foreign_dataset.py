@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--stages", type=float, nargs="+", default=[2.0, 5.0, 10.0], help="minutes of training")
     parser.add_argument("--threads", type=int, default=2, help="OMP/torch threads of the engine")
     parser.add_argument("--out", type=Path, default=REPO / "out" / "bench_foreign")
+    parser.add_argument(
+        "--parallel", action="store_true", help="train both at once, one thread each (equal load, half the wall time)"
+    )
     return parser.parse_args()
 
 
@@ -95,11 +99,21 @@ def main() -> int:
             subprocess.run([sys.executable, str(script), "--out", str(dataset)], cwd=REPO, check=True)
     twin = fieldwork_twin(dataset, args.out / "fieldwork_export")
     report: dict = {"load_average": os.getloadavg()[0], "threads": args.threads, "runs": {}}
-    for name, data in (("foreign", dataset), ("fieldwork", twin)):
+    datasets = {"foreign": dataset, "fieldwork": twin}
+    for name in datasets:
+        if (args.out / f"run_{name}").exists():
+            raise SystemExit(f"{args.out / f'run_{name}'} exists: remove it or pick another --out")
+
+    def stages(name: str) -> list[dict]:
+        return [train_stage(datasets[name], args.out / f"run_{name}", minutes, args.threads) for minutes in args.stages]
+
+    if args.parallel:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = dict(zip(datasets, pool.map(stages, datasets), strict=True))
+    else:
+        results = {name: stages(name) for name in datasets}
+    for name, rows in results.items():
         run = args.out / f"run_{name}"
-        if run.exists():
-            raise SystemExit(f"{run} exists: remove it or pick another --out")
-        rows = [train_stage(data, run, minutes, args.threads) for minutes in args.stages]
         config = json.loads((run / "config.json").read_text())
         report["runs"][name] = {"rows": rows, "scene_box": config["scene_box"], "rule": config["scene_box_rule"]}
         for row in rows:
