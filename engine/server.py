@@ -464,18 +464,16 @@ class Session:
         out_dir = Path(command.out_dir).expanduser()
         dataset = Path(command.dataset).expanduser()
         config = train_config(command)  # a bad setting fails here, named, before anything is written
-        transforms = read_transforms(dataset)  # so does a bad dataset
+        identity = DatasetIdentity.of_data(config.spec.family, dataset)  # so does a bad dataset
         self._release_run_dir()
         # The add-on renders its dataset again before each Train, into the same folder: a changed scene
         # there continues the run. A dataset in another folder must be the same frames.
-        self._run_folder = claim_run_folder(
-            out_dir, DatasetIdentity.of(transforms, dataset), allow_changed_in_place=True
-        )
+        self._run_folder = claim_run_folder(out_dir, identity, allow_changed_in_place=True)
         if self._run_folder.previous_dataset is not None:
             self.writer.send(
                 protocol.Warning(
                     message=f"resuming {out_dir} on {dataset}, whose frames changed since the run began "
-                    f"({self._run_folder.previous_dataset.frame_count} frames, now {len(transforms.frames)})"
+                    f"({self._run_folder.previous_dataset.frame_count} frames, now {identity.frame_count})"
                 )
             )
         self._attach_log_file(out_dir / LOG_FILE_NAME)
@@ -488,8 +486,8 @@ class Session:
         self.scheduler = PreviewScheduler(
             min_interval_s=max(0.05, command.preview_every_s), max_side=max(16, command.preview_max_side)
         )
-        if self.view is None:
-            self.view = default_view(transforms)
+        if self.view is None and config.spec.family == "images":
+            self.view = default_view(read_transforms(dataset))
         self.training, self.paused = True, False
         self.clock = SessionClock()
         self.preview_seconds = 0.0
@@ -631,7 +629,7 @@ class Session:
             self.writer.send(self._progress(stats))
         if done:
             self._finish_training("finished")
-        elif self.streaming_previews and self.view is not None and self.scheduler.due(now, self.view_changed):
+        elif self.streaming_previews and self._previewable() and self.scheduler.due(now, self.view_changed):
             self._try_preview()
 
     def _progress(self, stats: Any) -> protocol.Progress:
@@ -680,7 +678,7 @@ class Session:
                 self.writer.send(protocol.Warning(message=f"evaluation failed: {exc}"))
         LOG.info("training %s at step %d", reason, self._step())
         self.writer.send(protocol.Done(reason=reason, step=self._step(), checkpoint=checkpoint, metrics=metrics))
-        if self.view is not None and reason == "finished":
+        if self._previewable() and reason == "finished":
             self._try_preview()  # the final picture, whatever the schedule said
 
     def _evaluation_progress(self, done: int, total: int) -> None:
@@ -710,9 +708,16 @@ class Session:
             self.view = None
             self.view_changed = False
 
+    def _previewable(self) -> bool:
+        """A view to render from, or a method whose preview needs none (a generative model's samples)."""
+        return self.view is not None or (self.trainer is not None and not self.trainer.spec.renders)
+
     def _send_preview(self) -> None:
-        assert self.view is not None
         started = time.perf_counter()
+        if self.view is None:  # a generative model's sample grid
+            self._send_sample_grid(0)
+            self.preview_seconds += time.perf_counter() - started
+            return
         view = self.view.scaled_to(self.scheduler.side(self.view_changed))
         self._send_frame(view)
         self.view_changed = False
@@ -727,6 +732,9 @@ class Session:
 
         if self.layouts is not None:
             self._send_layout_frame(view, request_id)
+            return
+        if not self.trainer.spec.renders:
+            self._send_sample_grid(request_id)
             return
 
         intrinsics = Intrinsics(
@@ -745,6 +753,29 @@ class Session:
                 request_id=request_id,
                 view_id=view.view_id,
                 payload=payload,
+            )
+        )
+
+    def _send_sample_grid(self, request_id: int) -> None:
+        """A generative model's preview while it trains: its grid of images from fixed latents (the run's
+        samples/latest.png), whatever the view; a method with neither rays nor samples has no preview."""
+        import numpy as np
+
+        model = self.trainer.model
+        sample_images = getattr(model, "sample_images", None)
+        if sample_images is None:
+            raise RuntimeError(f"{self.trainer.config.method} has no preview: it renders no rays and no samples")
+        from .fields.generative import image_grid
+        from .fields.giraffe import SAMPLE_SEED
+
+        images, _ = sample_images(model.settings.sample_grid, SAMPLE_SEED)
+        model.train()
+        rgb = image_grid(images).astype(np.float32) / 255.0
+        height, width = rgb.shape[:2]
+        payload = preview_pixels(rgb, np.zeros((height, width)), np.ones((height, width)), "color")
+        self.writer.send(
+            protocol.PreviewFrame(
+                width=width, height=height, mode="color", step=self._step(), request_id=request_id, payload=payload
             )
         )
 

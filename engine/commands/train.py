@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import EXIT_BAD_INPUT
 
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import methods
     from ..data.bounds import scene_box_from_values
     from ..train.config import TrainConfig
-    from ..train.run_folder import StopSignals, claim_run_folder
+    from ..train.run_folder import DatasetIdentity, StopSignals, claim_run_folder
     from ..train.trainer import LOG_NAME, Trainer
 
     steps = args.steps if args.steps is not None else (UNLIMITED_STEPS if args.minutes > 0 else TrainConfig.steps)
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             allow_outside_paths=args.allow_outside_paths,
             settings=spec.make_config(settings),
         )
-        identity = _dataset_identity(spec.family, dataset, args.allow_outside_paths)
+        identity = DatasetIdentity.of_data(spec.family, dataset, args.allow_outside_paths)
         run_folder = claim_run_folder(out_dir, identity, allow_other_dataset=args.resume_other_dataset)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -135,17 +134,6 @@ def run(args: argparse.Namespace) -> int:
         # stopped by a signal with the checkpoint saved: the shell's convention, so scripts can tell
         return 128 + int(getattr(signal, stop.signal_name or "SIGINT"))
     return 0
-
-
-def _dataset_identity(family: str, dataset: Path, allow_outside_paths: bool) -> Any:
-    from ..data.transforms import read_transforms
-    from ..train.run_folder import DatasetIdentity
-
-    if family == "images":  # a bad dataset fails here, named, before the run folder is touched
-        return DatasetIdentity.of(read_transforms(dataset, allow_outside_paths=allow_outside_paths), dataset)
-    if not dataset.exists():
-        raise FileNotFoundError(f"{dataset}: no such dataset")
-    return DatasetIdentity.of_folder(dataset)
 
 
 def _log_to(path: Path) -> None:

@@ -386,6 +386,12 @@ def write_image_grid(path: Path, images: torch.Tensor) -> Path:
     """(n, 3, h, w) in [0, 1] -> one PNG of the images in a near-square grid with 1-pixel gaps, atomically."""
     import imageio.v3 as iio
 
+    grid = image_grid(images)
+    return write_atomic(Path(path), lambda temporary: iio.imwrite(temporary, grid, extension=".png"))
+
+
+def image_grid(images: torch.Tensor) -> np.ndarray:
+    """(n, 3, h, w) in [0, 1] -> (rows, columns, 3) uint8: the images in a near-square grid, 1-pixel white gaps."""
     count, _, height, width = images.shape
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
@@ -396,4 +402,4 @@ def write_image_grid(path: Path, images: torch.Tensor) -> Path:
         grid[row * (height + 1) : row * (height + 1) + height, column * (width + 1) : column * (width + 1) + width] = (
             pixels[index]
         )
-    return write_atomic(Path(path), lambda temporary: iio.imwrite(temporary, grid, extension=".png"))
+    return grid

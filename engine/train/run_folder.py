@@ -38,7 +38,7 @@ from types import FrameType
 from typing import Any
 
 from ..atomic import check_writable_folder, write_text_atomic
-from ..data.transforms import TRANSFORMS_NAME, Transforms
+from ..data.transforms import TRANSFORMS_NAME, Transforms, read_transforms
 
 MARKER_NAME = "fieldwork-run.json"
 MARKER_FORMAT = 1
@@ -126,6 +126,16 @@ class DatasetIdentity:
                 + b"\n"
             )
         return cls(path=str(path.resolve()), fingerprint=digest.hexdigest(), frame_count=len(files))
+
+    @classmethod
+    def of_data(cls, family: str, path: Path, allow_outside_paths: bool = False) -> DatasetIdentity:
+        """The identity of a method family's data: a transforms.json dataset's frames (read here, so a bad
+        dataset fails named before the run folder is touched), or another family's files."""
+        if family == "images":
+            return cls.of(read_transforms(path, allow_outside_paths=allow_outside_paths), path)
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such dataset")
+        return cls.of_folder(path)
 
     @classmethod
     def from_dict(cls, values: Any, where: Path) -> DatasetIdentity:

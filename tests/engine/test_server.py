@@ -459,3 +459,30 @@ def test_sigterm_during_training_writes_the_checkpoint_and_ends_the_session(
         assert load_checkpoint(run_dir / "checkpoint.pt", torch.device("cpu"))["step"] == done.step
     finally:
         engine.close()
+
+
+def test_a_generative_run_streams_its_sample_grid_as_previews(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.engine.tiny_collection import write_tiny_collection
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    collection = write_tiny_collection(tmp_path / "collection", count=8)
+    engine = EngineProcess()
+    try:
+        handshake(engine)
+        settings = {"settings": {"batch_size": 2, "sample_every": 0, "sample_grid": 4}}
+        engine.send(
+            protocol.Train(
+                dataset=str(collection), out_dir=str(tmp_path / "run"), method="giraffe", steps=3,
+                preview_every_s=0.05, settings=settings,
+            )
+        )  # fmt: skip
+        frame = next_of(engine, protocol.PreviewFrame, timeout=120.0)
+        # four 32x32 images of the fixed latents in a 2x2 grid with 1-pixel gaps, whatever the view
+        assert (frame.width, frame.height, frame.mode) == (65, 65, "color")
+        assert len(frame.payload) == 65 * 65 * 4
+        done = next_of(engine, protocol.Done, timeout=120.0)
+        assert done.reason == "finished" and done.step == 3
+        engine.send(protocol.Shutdown())
+        assert engine.wait() == 0
+    finally:
+        engine.close()
