@@ -1,6 +1,7 @@
 """Surface benchmark: ngp, neus and unisurf on the same Cycles-rendered views and the same CPU time budget.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_surfaces.py [--scenes demo cup] [--methods ngp neus unisurf]
+        [--normals-only]   (only time neus's analytic / autograd / finite-difference gradients)
         [--minutes 4] [--resolution 128] [--out DIR] [--set neus.key=value ...]
 
 Scenes: ``demo`` is the demo's own (scripts/demo.py: a subdivided, textured Suzanne, 40 cameras on a ring,
@@ -53,7 +54,33 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=100_000, help="surface samples per mesh for the metrics")
     parser.add_argument("--set", action="append", default=[], help="METHOD.key=value, a method setting")
     parser.add_argument("--out", type=Path, help="folder for datasets, runs and results (default: a temp folder)")
+    parser.add_argument(
+        "--normals-only", action="store_true", help="only time neus's three ways of taking the SDF gradient"
+    )
     return parser.parse_args(argv)
+
+
+def time_normals(n_points: int = 18_000, repeats: int = 5) -> None:
+    """Seconds per training-step-sized pass (SDF, gradient, eikonal loss, backward) of neus's default field
+    (8 levels, finest resolution 128) with each normals setting, interleaved so load changes hit all three."""
+    import torch
+
+    from engine.fields.neus import SurfaceField, eikonal_loss
+    from engine.methods.neus import NORMAL_MODES, NeusConfig
+
+    points = torch.rand(n_points, 3, generator=torch.Generator().manual_seed(0))
+    fields = {mode: SurfaceField(NeusConfig(normals=mode), finest_resolution=128) for mode in NORMAL_MODES}
+    seconds: dict[str, list[float]] = {mode: [] for mode in NORMAL_MODES}
+    for _ in range(repeats):
+        for mode, field in fields.items():
+            started = time.perf_counter()
+            geometry = field.geometry(points, gradient=True, create_graph=True)
+            assert geometry.gradient is not None
+            (eikonal_loss(geometry.gradient) + geometry.scalar.sum() + geometry.features.sum()).backward()
+            seconds[mode].append(time.perf_counter() - started)
+    for mode, values in seconds.items():
+        median = sorted(values)[len(values) // 2]
+        print(f"normals={mode:<9} {n_points} samples: median {median:.3f} s, best {min(values):.3f} s")
 
 
 # ---------------------------------------------------------------------------- scenes
@@ -227,6 +254,9 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_arguments(argv)
+    if args.normals_only:
+        time_normals()
+        return 0
     args.out = out = args.out or Path(tempfile.mkdtemp(prefix="fieldwork-bench-surfaces-"))
     out.mkdir(parents=True, exist_ok=True)
     import torch
