@@ -219,7 +219,7 @@ def _type_name(annotation: Any) -> str:
 
 # ---------------------------------------------------------------------------- the entries
 
-_ENTRIES = ("ngp", "nerf")
+_ENTRIES = ("ngp", "nerf", "dvr", "texture_field")
 
 
 def _load_entries() -> None:
