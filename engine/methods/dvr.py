@@ -35,8 +35,8 @@ class DvrConfig:
     rgb_weight: float = 1.0
     freespace_weight: float = 1.0  # rays outside the mask: the occupancy where they hit (or anywhere) pushed down
     occupancy_weight: float = 1.0  # rays inside the mask that miss: the occupancy at their likeliest point pushed up
-    learning_rate: float = 5e-3
-    final_learning_rate: float = 3e-4
+    learning_rate: float = 2e-2
+    final_learning_rate: float = 1e-3
 
 
 METHOD = MethodSpec(
