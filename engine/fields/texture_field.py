@@ -43,12 +43,21 @@ RESIDUAL_RANGE = 0.25
 
 
 def resolve_mesh_path(setting: str) -> Path:
-    """The mesh file a ``mesh`` setting names: the file itself, or the newest mesh file in a run folder."""
+    """The mesh file a ``mesh`` setting names: the file itself, or the newest .ply/.obj of a run folder (in it
+    or its ``meshes/``)."""
     if not setting:
         raise ValueError("texture_field needs a mesh: --set mesh=PATH (a .ply/.obj in world units, or a run folder)")
     path = Path(setting).expanduser()
     if path.is_dir():
-        candidates = [item for item in path.iterdir() if item.suffix.lower() in (".ply", ".obj") and item.is_file()]
+        # a run folder keeps the add-on's extractions in meshes/, the CLI's beside its checkpoint
+        folders = [path, path / "meshes"]
+        candidates = [
+            item
+            for folder in folders
+            if folder.is_dir()
+            for item in folder.iterdir()
+            if item.suffix.lower() in (".ply", ".obj") and item.is_file()
+        ]
         if not candidates:
             raise ValueError(f"texture_field mesh {path}: the folder holds no .ply or .obj mesh (extract one first)")
         return max(candidates, key=lambda item: item.stat().st_mtime)
