@@ -294,7 +294,8 @@ class EngineSession:
             result.progressed = True
         elif isinstance(event, protocol.PreviewFrame):
             state.frames_received += 1
-            result.latest_frame = event
+            if event.mode != "alpha":  # a layout's per-object alphas are not a picture (addon/layouts.py)
+                result.latest_frame = event
         elif isinstance(event, protocol.Log | protocol.Warning):
             state.message = event.message
         elif isinstance(event, protocol.Error):

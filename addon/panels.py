@@ -82,6 +82,29 @@ class VIEW3D_PT_fieldwork_extract(_FieldworkSidebar):
         layout.operator("fieldwork.import_mesh", icon="IMPORT")
 
 
+class VIEW3D_PT_fieldwork_shapes(_FieldworkSidebar):
+    bl_label = "Shapes"
+    bl_idname = "VIEW3D_PT_fieldwork_shapes"
+    bl_parent_id = "VIEW3D_PT_fieldwork"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.label(text="Selected objects")
+        layout.operator("fieldwork.export_shapes", icon="EXPORT")
+        layout.operator("fieldwork.fit_surface", icon="MOD_REMESH")
+        layout.separator()
+        layout.label(text="Shape space of a collection")
+        layout.operator("fieldwork.shape_space", icon="OUTLINER_COLLECTION")
+        run = context.scene.get("fieldwork_shape_space", "") if context.scene is not None else ""
+        column = layout.column(align=True)
+        column.enabled = bool(run)
+        column.operator("fieldwork.new_shape", icon="ADD")
+        column.operator("fieldwork.blend_shapes", icon="IPO_LINEAR")
+        column.operator("fieldwork.complete_shape", icon="MOD_BUILD")
+        if run:
+            layout.label(text=f"Space: {run}")
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -133,6 +156,55 @@ class VIEW3D_PT_fieldwork_train(_FieldworkSidebar):
             layout.label(text=state.message)
 
 
+class VIEW3D_PT_fieldwork_layouts(_FieldworkSidebar):
+    """Generated layouts of a GIRAFFE run: generate, edit the empties (live re-render), save, animate."""
+
+    bl_label = "Layouts"
+    bl_idname = "VIEW3D_PT_fieldwork_layouts"
+    bl_parent_id = "VIEW3D_PT_fieldwork"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        from . import layouts
+
+        layout = self.layout
+        scene = context.scene
+        settings = scene.fieldwork.layouts  # type: ignore[union-attr]
+        layout.prop(settings, "run_dir")
+        row = layout.row(align=True)
+        row.prop(settings, "seed")
+        row.prop(settings, "object_count")
+        layout.prop(settings, "proxy_resolution")
+        layout.operator("fieldwork.generate_layout", icon="OUTLINER_COLLECTION")
+        state = layouts.state_for(scene)  # type: ignore[arg-type]
+        if state.facts:
+            low, high = state.facts.get("object_count", [0, 0])
+            layout.label(text=f"{state.method} at step {state.step}: {low} to {high} objects")
+        if layouts.layout_collection(scene) is None:  # type: ignore[arg-type]
+            if state.error:
+                layout.label(text=state.error, icon="ERROR")
+            return
+        row = layout.row(align=True)
+        row.prop(settings, "live", toggle=True)
+        row.prop(settings, "preview_size")
+        layout.operator("fieldwork.render_layout", icon="RENDER_STILL")
+        if state.last is not None:
+            layout.label(text=f"{len(state.last.names)} objects, {state.last.seconds:.2f} s a frame")
+        row = layout.row(align=True)
+        row.operator("fieldwork.resample_codes", text="Resample Shape").which = "shape"
+        row.operator("fieldwork.resample_codes", text="Resample Appearance").which = "appearance"
+        layout.operator("fieldwork.copy_layout_codes", icon="COPYDOWN")
+        layout.prop(settings, "layout_file")
+        row = layout.row(align=True)
+        row.operator("fieldwork.save_layout", icon="EXPORT")
+        row.operator("fieldwork.load_layout", icon="IMPORT")
+        layout.prop(settings, "animation_dir")
+        layout.operator("fieldwork.render_layout_animation", icon="RENDER_ANIMATION")
+        if state.error:
+            layout.label(text=state.error, icon="ERROR")
+        for warning in state.warnings[:6]:
+            layout.label(text=warning, icon="ERROR")
+
+
 def _draw_status_bar(self: bpy.types.Header, context: bpy.types.Context) -> None:
     """Progress of the scene's training run in the status bar, like Blender's own jobs."""
     session = client.session_for(client.scene_key(context.scene)) if context.scene is not None else None
@@ -142,7 +214,14 @@ def _draw_status_bar(self: bpy.types.Header, context: bpy.types.Context) -> None
     self.layout.progress(factor=state.progress_fraction, type="BAR", text=f"Fieldwork {state.step}/{state.total_steps}")
 
 
-_CLASSES = (VIEW3D_PT_fieldwork, VIEW3D_PT_fieldwork_capture, VIEW3D_PT_fieldwork_extract, VIEW3D_PT_fieldwork_train)
+_CLASSES = (
+    VIEW3D_PT_fieldwork,
+    VIEW3D_PT_fieldwork_capture,
+    VIEW3D_PT_fieldwork_extract,
+    VIEW3D_PT_fieldwork_shapes,
+    VIEW3D_PT_fieldwork_train,
+    VIEW3D_PT_fieldwork_layouts,
+)
 
 
 def register() -> None:

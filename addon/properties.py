@@ -102,8 +102,56 @@ class FieldworkCaptureSettings(bpy.types.PropertyGroup):
     )
 
 
+class FieldworkLayoutSettings(bpy.types.PropertyGroup):
+    """Generated layouts of a GIRAFFE run (``scene.fieldwork.layouts``; addon/layouts.py)."""
+
+    run_dir: StringProperty(  # type: ignore[valid-type]
+        name="Run Folder",
+        description="A trained run of a method that makes layouts (GIRAFFE)",
+        subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
+    )
+    seed: IntProperty(name="Seed", description="The layout's seed: codes, poses and camera", default=0, min=0)  # type: ignore[valid-type]
+    object_count: IntProperty(  # type: ignore[valid-type]
+        name="Objects",
+        description="Objects in a generated layout (-1: a count drawn from the model's prior); more than the "
+        "model trained with renders, with a warning",
+        default=-1,
+        min=-1,
+        soft_max=8,
+    )
+    proxy_resolution: IntProperty(  # type: ignore[valid-type]
+        name="Proxy Resolution",
+        description="Cells a side of each object's box its proxy mesh is marched on (0: boxes only)",
+        default=16,
+        min=0,
+        max=64,
+    )
+    preview_size: IntProperty(  # type: ignore[valid-type]
+        name="Render Size", description="Longest side of layout renders in pixels", default=64, min=8, max=1024
+    )
+    live: BoolProperty(  # type: ignore[valid-type]
+        name="Live", description="Re-render the layout whenever an object or the camera changes", default=True
+    )
+    layout_file: StringProperty(  # type: ignore[valid-type]
+        name="Layout File",
+        description="Where Save Layout writes and Load Layout reads (the engine's layout JSON)",
+        subtype="FILE_PATH",
+        options=BLEND_RELATIVE,
+        default="//layout.json",
+    )
+    animation_dir: StringProperty(  # type: ignore[valid-type]
+        name="Animation Folder",
+        description="Where Render Layout Animation writes one image per frame",
+        subtype="DIR_PATH",
+        options=BLEND_RELATIVE,
+        default="//layout_frames/",
+    )
+
+
 class FieldworkSceneSettings(bpy.types.PropertyGroup):
     capture: PointerProperty(type=FieldworkCaptureSettings)  # type: ignore[valid-type]
+    layouts: PointerProperty(type=FieldworkLayoutSettings)  # type: ignore[valid-type]
     method: EnumProperty(  # type: ignore[valid-type]
         name="Method", description="What the engine trains on the scene's cameras", items=METHOD_ITEMS, default="ngp"
     )
@@ -170,7 +218,7 @@ class FieldworkSceneSettings(bpy.types.PropertyGroup):
     mesh_texture_storage: MESH_TEXTURE_STORAGE  # type: ignore[valid-type]
 
 
-_CLASSES = (FieldworkCaptureSettings, FieldworkSceneSettings)
+_CLASSES = (FieldworkCaptureSettings, FieldworkLayoutSettings, FieldworkSceneSettings)
 
 
 def register() -> None:

@@ -12,7 +12,7 @@ from .commands import EXIT_MISSING_DEPENDENCY
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
 # Command modules import torch and numpy inside run(), so building the parser (and `info`) works without them.
-COMMANDS = ("info", "methods", "serve", "extract", "train", "render", "eval")
+COMMANDS = ("info", "methods", "serve", "extract", "train", "render", "eval", "sample", "render-layout")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f".commands.{name}", __package__)
+            module = importlib.import_module(f".commands.{name.replace('-', '_')}", __package__)
         except ImportError as exc:
             # A command whose packages this interpreter lacks must not take the others down with it:
             # `info` and `serve` have to run there to say what is missing.

@@ -36,7 +36,9 @@ from typing import Any, ClassVar
 
 # 2: Train names a registry method (was: field); Progress carries a dict of the method's named figures
 # (was: fixed loss, psnr and rays_per_second fields) and the phase.
-PROTOCOL_VERSION = 2
+# 3: layouts of generative runs: open_run, sample_layout, render_layout (answered by run_opened, layout_ready and
+# preview frames of mode "alpha"); PreviewFrame gained layer and layers.
+PROTOCOL_VERSION = 3
 
 MAGIC = b"FW"
 _HEADER = struct.Struct(">2sII")
@@ -190,6 +192,56 @@ class Extract(Message):
 
 @_register
 @dataclass
+class OpenRun(Message):
+    """Open a trained run for layouts, without training (a method whose registry entry says ``layouts``);
+    answered by :class:`RunOpened`, or an :class:`Error` with ``command="open_run"`` naming the run and its
+    method when it makes no layouts."""
+
+    type: ClassVar[str] = "open_run"
+    run_dir: str = ""
+    device: str = "auto"
+
+
+@_register
+@dataclass
+class SampleLayout(Message):
+    """Draw a layout from the open run's prior; answered by :class:`LayoutReady` (``request_id`` echoed).
+    ``n_objects`` < 0: a count from the prior. ``proxy_resolution`` > 0: also a proxy mesh per object, marched
+    on that many cells a side of the object's box from the object's own density (0: none)."""
+
+    type: ClassVar[str] = "sample_layout"
+    request_id: int = 0
+    seed: int = 0
+    n_objects: int = -1
+    proxy_resolution: int = 0
+
+
+@_register
+@dataclass
+class RenderLayout(Message):
+    """Render a layout (engine/layouts.py's JSON document) from a pinhole camera (as :class:`RenderView`).
+
+    Answered by a :class:`PreviewFrame` of mode "color" (``layers`` says how many alpha frames follow), then
+    ``layers`` frames of mode "alpha": frame ``layer`` = g carries the alphas of objects 4g .. 4g + 3 of the
+    layout, in layout order, in its R, G, B and A channels (0 where there is no such object). All of them echo
+    ``request_id``. ``alphas=False``: the colour frame only. The layout becomes the session's current one:
+    :class:`SetView` then renders it from the viewport's view."""
+
+    type: ClassVar[str] = "render_layout"
+    request_id: int = 0
+    layout: dict[str, Any] = dataclasses.field(default_factory=dict)
+    camera_to_world: list[list[float]] = dataclasses.field(default_factory=list)
+    fl_x: float = 0.0
+    fl_y: float = 0.0
+    cx: float = 0.0
+    cy: float = 0.0
+    width: int = 0
+    height: int = 0
+    alphas: bool = True
+
+
+@_register
+@dataclass
 class Shutdown(Message):
     type: ClassVar[str] = "shutdown"
 
@@ -248,6 +300,8 @@ class PreviewFrame(Message):
     step: int = 0
     request_id: int = 0  # 0 for streamed previews
     view_id: int = 0  # the SetView this frame was rendered from; 0: the default view
+    layer: int = 0  # mode "alpha": which group of four objects' alphas this frame holds (RenderLayout)
+    layers: int = 0  # render_layout answers: the alpha frames of this request (0: none follow)
 
     def validate(self) -> None:
         expected = self.width * self.height * 4
@@ -297,6 +351,34 @@ class MeshReady(Message):
     path: str = ""
     vertex_count: int = 0
     face_count: int = 0
+
+
+@_register
+@dataclass
+class RunOpened(Message):
+    """A run is open for layouts. ``facts``: method, code sizes, ``object_count`` [min, max] of the prior,
+    ``slots`` (objects per image trained), ``object_scale``/``object_translation_x``/``..._y``/
+    ``object_rotation_z_deg`` ranges [low, high], ``floor`` {height, center}, ``image_size`` [w, h]."""
+
+    type: ClassVar[str] = "run_opened"
+    run_dir: str = ""
+    method: str = ""
+    step: int = 0
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@_register
+@dataclass
+class LayoutReady(Message):
+    """A sampled layout (engine/layouts.py's JSON document). ``proxies`` (one per object, layout order):
+    {"name", "kind" ("density": marched from the object's density, "box": its box, the density had no surface),
+    "vertices": n, "faces": m, "colour": [r, g, b] linear}; the payload holds, object after object, n x 3
+    float32 vertices in the object's own box [-1, 1]^3 (x, y, z little-endian) then m x 3 int32 faces."""
+
+    type: ClassVar[str] = "layout_ready"
+    request_id: int = 0
+    layout: dict[str, Any] = dataclasses.field(default_factory=dict)
+    proxies: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @_register
@@ -360,6 +442,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "dict[str, Any]": (dict,),
     "list[list[float]]": (list,),
+    "list[dict[str, Any]]": (list,),
 }
 
 
@@ -420,9 +503,19 @@ class FrameDecoder:
             raise FramingError(f"stream ended inside a frame ({len(self._buffer)} bytes of an incomplete message)")
 
 
+# What each version added, so a refusal says what the older side lacks.
+VERSION_CHANGES = {
+    2: "named methods and figures",
+    3: "layouts of generative runs (open_run, sample_layout, render_layout)",
+}
+
+
 def check_version(peer_version: int, peer_name: str) -> None:
     if peer_version != PROTOCOL_VERSION:
+        older = min(peer_version, PROTOCOL_VERSION)
+        added = [f"{version}: {text}" for version, text in VERSION_CHANGES.items() if version > older]
+        missing = f" (the older side lacks {'; '.join(added)})" if added else ""
         raise ProtocolError(
-            f"{peer_name} speaks Fieldwork protocol {peer_version}, this side speaks {PROTOCOL_VERSION}: "
+            f"{peer_name} speaks Fieldwork protocol {peer_version}, this side speaks {PROTOCOL_VERSION}{missing}: "
             "use the engine that ships with this extension version"
         )

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("fieldwork.engine")
 LOG_FILE_NAME = "engine.log"
 PREVIEW_MODES = ("color", "depth", "opacity")
+LAYOUT_PREVIEW_MAX_SIDE = 64  # the viewport's previews of a run opened for layouts (SetView)
 # A render_view is rendered at its full size: beyond this many pixels it would exhaust memory, not fail.
 MAX_VIEW_PIXELS = 4096 * 4096
 
@@ -325,6 +326,7 @@ class Session:
         self.clock = SessionClock()
         self._last_progress = -math.inf
         self._run_folder: RunFolder | None = None
+        self.layouts: Any = None  # engine.layout_service.LayoutService of a run opened for layouts
         self._log_file: logging.Handler | None = None
         self._handlers: dict[type[protocol.Message], Callable[[Any], None]] = {
             protocol.Train: self._on_train,
@@ -334,6 +336,9 @@ class Session:
             protocol.SetView: self._on_set_view,
             protocol.RenderView: self._on_render_view,
             protocol.Extract: self._on_extract,
+            protocol.OpenRun: self._on_open_run,
+            protocol.SampleLayout: self._on_sample_layout,
+            protocol.RenderLayout: self._on_render_layout,
             protocol.Shutdown: self._on_shutdown,
         }
 
@@ -477,6 +482,7 @@ class Session:
         from .train.trainer import Trainer
 
         LOG.info("training %s on %s into %s", command.method, dataset, out_dir)
+        self.layouts = None  # the run trained now is what previews and extracts show
         self.trainer = Trainer.create(dataset, out_dir, config)
         self.streaming_previews = command.preview_every_s > 0
         self.scheduler = PreviewScheduler(
@@ -532,6 +538,74 @@ class Session:
         self.writer.send(
             protocol.MeshReady(path=str(result.path), vertex_count=result.vertex_count, face_count=result.face_count)
         )
+
+    # -- layouts (protocol 3) --------------------------------------------------------
+
+    def _on_open_run(self, command: protocol.OpenRun) -> None:
+        if self.training:
+            raise RuntimeError("open_run: a training run is in progress; stop it first")
+        from .layout_service import LayoutService
+
+        run_dir = Path(command.run_dir).expanduser()
+        service = LayoutService(run_dir, device=command.device)  # refuses runs that make no layouts, named
+        self.layouts, self.trainer = service, service.trainer
+        # Viewport previews of a layout stay small: render_layout requests, the artist's edits, come first.
+        self.scheduler = PreviewScheduler(max_side=LAYOUT_PREVIEW_MAX_SIDE)
+        LOG.info("opened %s run %s at step %d for layouts", service.method, run_dir, service.step)
+        self.writer.send(
+            protocol.RunOpened(run_dir=str(run_dir), method=service.method, step=service.step, facts=service.facts())
+        )
+
+    def _layout_service(self, command: str) -> Any:
+        if self.layouts is None:
+            raise RuntimeError(f"{command}: no run is open for layouts, send open_run first")
+        return self.layouts
+
+    def _on_sample_layout(self, command: protocol.SampleLayout) -> None:
+        service = self._layout_service("sample_layout")
+        n_objects = command.n_objects if command.n_objects >= 0 else None
+        document, proxies, payload = service.sample(command.seed, n_objects, command.proxy_resolution)
+        self.writer.send(
+            protocol.LayoutReady(request_id=command.request_id, layout=document, proxies=proxies, payload=payload)
+        )
+
+    def _on_render_layout(self, command: protocol.RenderLayout) -> None:
+        import numpy as np
+
+        from . import layouts as layout_format
+        from .layout_service import alpha_layers, alpha_pixels
+
+        service = self._layout_service("render_layout")
+        layout = layout_format.Layout.from_dict(command.layout, "render_layout.layout")
+        fields = ("camera_to_world", "fl_x", "fl_y", "cx", "cy", "width", "height")
+        view = PreviewView.from_message(protocol.RenderView(**{name: getattr(command, name) for name in fields}))
+        rendered = service.render(layout, _layout_camera(view))
+        layers = alpha_layers(len(layout.objects)) if command.alphas else 0
+        opaque = np.ones_like(rendered.depth)
+        self.writer.send(
+            protocol.PreviewFrame(
+                width=view.width,
+                height=view.height,
+                mode="color",
+                step=service.step,
+                request_id=command.request_id,
+                layers=layers,
+                payload=preview_pixels(rendered.colour, rendered.depth, opaque, "color"),
+            )
+        )
+        for layer in range(layers):
+            self.writer.send(
+                protocol.PreviewFrame(
+                    width=view.width,
+                    height=view.height,
+                    mode="alpha",
+                    step=service.step,
+                    request_id=command.request_id,
+                    layer=layer,
+                    layers=layers,
+                    payload=alpha_pixels(rendered.alphas, layer),
+                )
+            )
 
     def _on_shutdown(self, _: protocol.Shutdown) -> None:
         self._finish_training("stopped")
@@ -651,6 +725,10 @@ class Session:
 
         from .data.transforms import Intrinsics
 
+        if self.layouts is not None:
+            self._send_layout_frame(view, request_id)
+            return
+
         intrinsics = Intrinsics(
             fl_x=view.fl_x, fl_y=view.fl_y, cx=view.cx, cy=view.cy, width=view.width, height=view.height
         )
@@ -667,6 +745,30 @@ class Session:
                 request_id=request_id,
                 view_id=view.view_id,
                 payload=payload,
+            )
+        )
+
+    def _send_layout_frame(self, view: PreviewView, request_id: int) -> None:
+        """A run open for layouts previews its current layout (the last sampled or rendered) from ``view``:
+        colour, or opacity / depth of the objects."""
+        service = self.layouts
+        if service.current is None:
+            return  # nothing to show yet: the first render_layout answers
+        import numpy as np
+
+        rendered = service.render(service.current, _layout_camera(view))
+        opacity = rendered.alphas.sum(axis=0).clip(0.0, 1.0) if len(rendered.alphas) else np.zeros_like(rendered.depth)
+        # colour covers the whole view (the background is part of the scene); depth and opacity show the objects
+        alpha = opacity if view.mode != "color" else np.ones_like(opacity)
+        self.writer.send(
+            protocol.PreviewFrame(
+                width=view.width,
+                height=view.height,
+                mode=view.mode,
+                step=service.step,
+                request_id=request_id,
+                view_id=view.view_id,
+                payload=preview_pixels(rendered.colour, rendered.depth, alpha, view.mode),
             )
         )
 
@@ -700,6 +802,12 @@ def train_config(command: protocol.Train) -> Any:
     values.update(downscale=command.downscale, seed=command.seed)
     values.update(command.settings)
     return TrainConfig.from_dict(values)
+
+
+def _layout_camera(view: PreviewView) -> Any:
+    from .layout_service import Camera
+
+    return Camera(view.camera_to_world, view.fl_x, view.fl_y, view.cx, view.cy, view.width, view.height)
 
 
 def default_view(transforms: Transforms) -> PreviewView:

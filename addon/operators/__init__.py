@@ -5,13 +5,25 @@ from __future__ import annotations
 import bpy
 
 from . import (
+    blend_shapes,
     check_engine,
+    complete_shape,
+    copy_codes,
     export_dataset,
     export_shapes,
     extract_mesh,
+    fit_surface,
+    generate_layout,
     import_dataset,
     import_mesh,
+    load_layout,
+    new_shape,
+    render_layout,
+    render_layout_animation,
+    resample_codes,
+    save_layout,
     setup_engine,
+    shape_space,
     stop,
     train,
 )
@@ -23,9 +35,22 @@ _MODULES = (
     export_shapes,
     import_mesh,
     extract_mesh,
+    fit_surface,
+    shape_space,
+    new_shape,
+    blend_shapes,
+    complete_shape,
     setup_engine,
     train,
     stop,
+    # layouts of generative runs (addon/layouts.py)
+    generate_layout,
+    render_layout,
+    render_layout_animation,
+    resample_codes,
+    copy_codes,
+    save_layout,
+    load_layout,
 )
 
 

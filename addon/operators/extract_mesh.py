@@ -21,6 +21,7 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .. import engine_env, importers, paths, preferences, properties
+from ..engine import methods
 from .import_mesh import select_only
 
 MESH_FOLDER = "meshes"
@@ -61,6 +62,16 @@ class ExtractJob:
     command: list[str]
 
 
+def run_surface_kind(run_dir: Path) -> str | None:
+    """The surface kind (engine.methods: density, sdf, occupancy) of the run's method, from its config.json;
+    None when the file or the method cannot be read (the engine then says what is wrong)."""
+    try:
+        document = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        return methods.get(str(document["method"])).surface
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def extract_job(
     python: Path,
     run_dir: Path,
@@ -75,12 +86,13 @@ def extract_job(
     texture: int = 0,
 ) -> ExtractJob:
     """The ``python -m engine extract`` command for a run, writing a fresh ``RUN/meshes/mesh-RES.ply``.
-    ``level`` 0: the engine's automatic level; ``texture`` 0: vertex colours, else the baked
-    texture's size (the PNG lands beside the mesh)."""
+    ``level`` is a density level: 0, or a run whose method has another kind of surface (an SDF's zero, an
+    occupancy's 0.5), leaves the level to the engine, so nobody needs to know what a level is. ``texture`` 0:
+    vertex colours, else the baked texture's size (the PNG lands beside the mesh)."""
     out_path = fresh_mesh_path(run_dir, resolution, texture=bool(texture))
     arguments = [str(run_dir), "--resolution", str(resolution), "--out", str(out_path), "--json", "--progress"]
     arguments += ["--device", device, "--colour-from", colour_from]
-    if level > 0:
+    if level > 0 and run_surface_kind(run_dir) in ("density", None):
         arguments += ["--level", repr(level)]
     if not fill_unseen:
         arguments.append("--keep-unseen")
@@ -201,7 +213,10 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     )
     resolution: properties.MESH_RESOLUTION  # type: ignore[valid-type]
     level: FloatProperty(  # type: ignore[valid-type]
-        name="Density Level", description="Surface density threshold (0: automatic, from the scene size)", min=0.0
+        name="Density Level",
+        description="Surface density threshold of radiance fields (0: automatic, from the scene size); "
+        "surface methods (NeuS, UNISURF) always extract at their own surface",
+        min=0.0,
     )
     colour_from: EnumProperty(  # type: ignore[valid-type]
         name="Colours From",

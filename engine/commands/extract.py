@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..atomic import check_writable_file
 from . import EXIT_BAD_INPUT
@@ -63,10 +64,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    shapes = parser.add_argument_group("shape runs (igr, onet, deepsdf)")
+    shapes.add_argument("--shape", metavar="NAME", help="the run's shape to mesh (default: its first)")
+    shapes.add_argument(
+        "--sample", type=int, metavar="SEED", help="a new shape from the prior (variational onet, deepsdf)"
+    )
+    shapes.add_argument("--blend", nargs=2, metavar=("A", "B"), help="the shape between two shapes' codes, at --t")
+    shapes.add_argument("--t", type=float, default=0.5, help="where between --blend A (0) and B (1)")
+    shapes.add_argument(
+        "--complete", type=Path, metavar="SHAPES_DIR", help="fit a code to a (partial) shape of this dataset (deepsdf)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mesh.bake import texture_path_for
+    from ..mesh.bake import check_texture_size, texture_path_for
     from ..mesh.cleanup import CleanupConfig
     from ..mesh.extract import ColourSource, ExtractSettings, SamplingMethod, extract_mesh_from_trainer, write_result
     from ..mesh.io import SUFFIXES
@@ -76,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_dir.expanduser()
     out: Path = (args.out or run_dir / f"mesh-{args.resolution}.ply").expanduser()
     try:
+        if args.texture:  # option values first: they need no run to be wrong
+            check_texture_size(args.texture)
         check_readable_run(run_dir)
         check_writable_file(out)  # before minutes of extraction, not after
         if out.suffix.lower() not in SUFFIXES:
@@ -104,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         from ..train.trainer import Trainer
 
         trainer = Trainer.from_run(run_dir, device=args.device)
+        if trainer.spec.family == "shapes":
+            settings = _condition_shape(trainer, args, settings)
         result = extract_mesh_from_trainer(trainer, settings, progress=print_progress if args.progress else None)
     except EmptySurfaceError as exc:
         print(f"fieldwork extract: no surface in {run_dir}: {exc}", file=sys.stderr)
@@ -144,3 +159,24 @@ def run(args: argparse.Namespace) -> int:
 def print_progress(stage: str, fraction: float) -> None:
     """One ``PROGRESS <fraction> <stage>`` line, flushed so a parent reading the pipe sees it now."""
     print(f"PROGRESS {fraction:.3f} {stage}", flush=True)
+
+
+def _condition_shape(trainer: Any, args: argparse.Namespace, settings: Any) -> Any:
+    """Show the shape the options ask for (engine/fields/shape_model.py); shape fields have no colours."""
+    import dataclasses
+
+    from ..fields import shape_model
+
+    chosen = [name for name in ("sample", "blend", "complete") if getattr(args, name) is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"give one of --sample, --blend, --complete, not {' and '.join('--' + n for n in chosen)}")
+    if args.sample is not None:
+        condition = shape_model.sample_condition(trainer, args.sample)
+    elif args.blend is not None:
+        condition = shape_model.blend_condition(trainer, args.blend[0], args.blend[1], args.t)
+    elif args.complete is not None:
+        condition = shape_model.completion_condition(trainer, args.complete.expanduser(), args.shape)
+    else:
+        condition = shape_model.shape_condition(trainer, args.shape)
+    shape_model.apply_condition(trainer, condition)
+    return dataclasses.replace(settings, colour=False)

@@ -135,6 +135,10 @@ class Method(nn.Module, ABC):
     def before_step(self, step: StepContext) -> None:
         """Housekeeping before a training step (occupancy grid updates, annealing); nothing by default."""
 
+    def after_step(self, trainer: Any) -> None:
+        """Told after each step, with the trainer (its step, run_dir): sample grids and the like; nothing
+        by default. The step's time is already counted, so what happens here is not training time."""
+
     def parameter_groups(self) -> list[ParameterGroup]:
         """Everything the single default optimiser trains, with base learning rates."""
         raise NotImplementedError(f"{type(self).__name__} must define parameter_groups() or optimizers()")

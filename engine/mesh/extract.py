@@ -23,7 +23,7 @@ from .bake import BakedTexture, BakeSettings, bake_texture, check_texture_size, 
 from .cleanup import CleanupConfig, clean_mesh
 from .colour import ViewImage, colour_function_from_radiance, colours_along_normals, colours_from_views
 from .dense import sample_dense
-from .grid import Grid, SampledGrid
+from .grid import Grid, SampledGrid, pad_outside
 from .io import linear_to_srgb, write_mesh, write_png
 from .levels import FieldKind, SurfaceLevel
 from .mise import initial_resolution_for, refinement_steps, sample_mise
@@ -237,6 +237,11 @@ def extract_radiance_mesh(
             visibility.seconds,
         )
     report("marching cubes", 0.5)
+    lattice = sampled.grid
+    if kind is not FieldKind.DENSITY:
+        # A surface field is solid inside by construction, so where the box cuts it the mesh is closed on the
+        # box (as ONet pads its grid); a density field keeps its open cut, which fill_unseen may close.
+        sampled = pad_outside(sampled)
     mesh = marching_cubes(sampled, what=what, level=level.describe())
     report("cleaning up", 0.55)
     mesh = clean_mesh(mesh, settings.cleanup, diagonal)
@@ -256,9 +261,12 @@ def extract_radiance_mesh(
         mesh = texture.mesh
     elif settings.colour and settings.colour_from is ColourSource.FIELD:
         report("vertex colours", 0.6)
+        normals = mesh.vertex_normals()
+        if kind is not FieldKind.DENSITY:
+            normals = field_normals(field_queries.query_surface, level, mesh.vertices, normals, lattice, batch_points)
         colours = colours_along_normals(
             mesh.vertices,
-            mesh.vertex_normals(),
+            normals,
             field_queries.query_radiance,
             depth=2.0 * sampled.grid.cell_size,
             batch_points=batch_points,
@@ -275,6 +283,36 @@ def extract_radiance_mesh(
         unseen_points_filled=filled,
         texture=texture,
     )
+
+
+def field_normals(
+    scalar: Callable[[np.ndarray], np.ndarray],
+    level: SurfaceLevel,
+    vertices: np.ndarray,
+    mesh_normals: np.ndarray,
+    lattice: Grid,
+    batch_points: int,
+) -> np.ndarray:
+    """(n, 3) unit outward normals of a surface field at mesh vertices (n, 3): minus the gradient of its
+    inside-ness, by central differences of a quarter cell. A marching-cubes normal is only as good as the
+    lattice; the field's own gradient is the surface's. Vertices on the faces that close the mesh at the box
+    (within half a cell of the sampled lattice's bounds) and where the gradient vanishes keep ``mesh_normals``."""
+    step = 0.25 * lattice.cell_size
+    offsets = np.concatenate([np.eye(3), -np.eye(3)]) * step  # (6, 3)
+    points = (vertices[:, None, :] + offsets[None]).reshape(-1, 3)
+    values = np.empty(len(points), dtype=np.float64)
+    for start in range(0, len(points), batch_points):
+        values[start : start + batch_points] = level.inside(scalar(points[start : start + batch_points]))
+    values = values.reshape(len(vertices), 6)
+    gradient = (values[:, :3] - values[:, 3:]) / (2.0 * step)
+    length = np.linalg.norm(gradient, axis=1)
+    low = lattice.origin + 0.5 * lattice.cell_size
+    high = lattice.origin + (np.asarray(lattice.cells) - 0.5) * lattice.cell_size
+    on_box = np.any((vertices < low) | (vertices > high), axis=1)
+    use_field = (length > 1e-12) & ~on_box
+    normals = mesh_normals.copy()
+    normals[use_field] = -gradient[use_field] / length[use_field, None]
+    return normals
 
 
 def points_per_batch(device: torch.device) -> int:

@@ -87,3 +87,21 @@ class SampledGrid:
     grid: Grid
     values: np.ndarray
     n_queries: int
+
+
+# Inside-ness of the lattice layer added around a surface field's box: far outside, so marching cubes puts
+# the closing faces on the box itself (a vertex sits at v / (v - pad) of the way to the pad point).
+OUTSIDE_PAD = -1e6
+
+
+def pad_outside(sampled: SampledGrid) -> SampledGrid:
+    """``sampled`` with one more layer of lattice points on every side counted as outside (Occupancy
+    Networks' padding): a surface the box cuts is closed by faces on the box, so meshes are watertight."""
+    grid = sampled.grid
+    values = np.pad(sampled.values, 1, mode="constant", constant_values=np.float32(OUTSIDE_PAD))
+    padded = Grid(
+        origin=grid.origin - grid.cell_size,
+        cell_size=grid.cell_size,
+        cells=(grid.cells[0] + 2, grid.cells[1] + 2, grid.cells[2] + 2),
+    )
+    return SampledGrid(grid=padded, values=values, n_queries=sampled.n_queries)

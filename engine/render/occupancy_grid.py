@@ -82,3 +82,19 @@ class OccupancyGrid(nn.Module):
         self.densities.copy_(updated.view_as(self.densities))
         threshold = min(self.density_threshold, float(self.densities.mean()))
         self.occupied.copy_(self.densities > threshold)
+
+    @torch.no_grad()
+    def update_near_surface(self, sdf_fn: DensityFn, band: float, chunk: int = 65536) -> None:
+        """For signed distance fields (NeuS): a cell is occupied when |SDF| at its centre is within ``band``
+        (unit-cube units) of the surface. Every cell is measured each time: the SDF is one cheap pass, and a
+        surface that moved must open its new cells at once. ``densities`` keeps the measured |SDF|."""
+        if band <= 0.0:
+            raise ValueError(f"surface band must be > 0, got {band}")
+        device = self.densities.device
+        axis = (torch.arange(self.resolution, device=device, dtype=torch.float32) + 0.5) / self.resolution
+        centres = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).view(-1, 3)
+        distances = torch.cat(
+            [sdf_fn(centres[start : start + chunk]).float().abs() for start in range(0, len(centres), chunk)]
+        )
+        self.densities.copy_(distances.view_as(self.densities))
+        self.occupied.copy_(self.densities <= band)

@@ -151,7 +151,10 @@ class FamilyData:
 
 # Openers of the families other than posed images: "module:function" (relative to the engine package) of
 # opener(path, config, device) -> FamilyData. Images are opened by the trainer itself (RaySource).
-FAMILY_OPENERS: dict[str, str] = {}
+FAMILY_OPENERS: dict[str, str] = {
+    "shapes": ".data.shape_source:open_shapes",
+    "collections": ".data.collection_source:open_collection",
+}
 
 
 def open_family_data(family: str, path: Path, config: TrainConfig, device: torch.device) -> FamilyData:
@@ -221,6 +224,8 @@ class Trainer:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         device = pick_device(config.device)
+        if config.spec.family != IMAGES:
+            return cls._create_from_family(Path(dataset), out_dir, config, device)
         checkpoint_path = out_dir / CHECKPOINT_NAME
         if checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file():
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
@@ -386,12 +391,12 @@ class Trainer:
         self.step += 1
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
+        self.model.after_step(self)
         figures = {name: float(value) for name, value in result.figures.items()}
         n_rays = batch.target.shape[0] if isinstance(batch, RayBatch) else 0
         if n_rays:
             figures["rays_per_second"] = n_rays / max(seconds, 1e-9)
         loss = float(result.loss.detach()) if result.loss is not None else float(figures.get("loss", 0.0))
-        n_rays = batch.target.shape[0]
         stats = StepStats(
             step=self.step, loss=loss, figures=figures, rays=n_rays, samples=result.samples, seconds=seconds
         )

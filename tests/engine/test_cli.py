@@ -41,7 +41,8 @@ def test_every_subcommand_has_help(command: str) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "usage: python -m engine " + command in completed.stdout
     # The command's own help, not the stand-in a command gets when its module fails to import.
-    assert importlib.import_module(f"engine.commands.{command}").HELP[:40] in " ".join(completed.stdout.split())
+    module = importlib.import_module(f"engine.commands.{command.replace('-', '_')}")
+    assert module.HELP[:40] in " ".join(completed.stdout.split())
 
 
 def test_protocol_imports_without_torch() -> None:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -29,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_SETTINGS: dict[str, dict] = {
     "ngp": {"log2_table_size": 12, "levels": 4, "occupancy_resolution": 16},
     "nerf": {"hidden_width": 32, "coarse_samples": 8, "fine_samples": 8},
+    "neus": {"log2_table_size": 12, "levels": 4, "occupancy_resolution": 16},
+    "unisurf": {"log2_table_size": 12, "levels": 4, "root_steps": 16, "interval_samples": 8, "free_samples": 4},
     "dvr": {"log2_table_size": 12, "levels": 4, "hidden_width": 16, "marching_steps": 16, "secant_steps": 2},
     # "{dataset}" is the sphere dataset's folder, where the fixture writes the mesh the texture field lives on
     "texture_field": {"mesh": "{dataset}/sphere.ply", "log2_table_size": 12, "levels": 4, "hidden_width": 16},
@@ -110,7 +113,7 @@ def test_a_method_registered_in_a_test_is_listed_trained_and_checkpointed(
 
 
 def test_unknown_methods_and_settings_are_named() -> None:
-    with pytest.raises(ValueError, match="unknown method 'ngpp'; choose one of ngp, nerf"):
+    with pytest.raises(ValueError, match="unknown method 'ngpp'; choose one of ngp, nerf, neus, unisurf"):
         methods.get("ngpp")
     with pytest.raises(ValueError, match="unknown ngp setting 'level'; known: levels,"):
         methods.get("ngp").make_config({"level": 4})
@@ -155,3 +158,21 @@ def test_every_image_method_trains_two_steps_and_renders(name: str, sphere_datas
     assert trainer.step == 2 and len(result["views"]) == 1
     assert all(0.0 <= view["ssim"] <= 1.0 for view in result["views"])
     assert (tmp_path / name / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("name", ["neus", "unisurf"])
+def test_surface_methods_extract_a_closed_coloured_mesh_at_their_own_level(
+    name: str, sphere_dataset: Path, tmp_path: Path
+) -> None:
+    from engine.mesh.extract import ExtractSettings, extract_mesh_from_trainer
+
+    config = TrainConfig(method=name, steps=2, warmup_steps=0, compile="off", settings=TINY_SETTINGS[name])
+    trainer = Trainer.create(sphere_dataset, tmp_path / name, config)
+    while not trainer.is_done():
+        trainer.train_step()
+    result = extract_mesh_from_trainer(trainer, ExtractSettings(resolution=32))
+    assert result.level.value == (0.0 if name == "neus" else 0.5)
+    edges = np.concatenate([result.mesh.faces[:, [0, 1]], result.mesh.faces[:, [1, 2]], result.mesh.faces[:, [2, 0]]])
+    _, uses = np.unique(np.sort(edges, axis=1), axis=0, return_counts=True)
+    assert set(uses.tolist()) == {2}  # watertight
+    assert result.mesh.vertex_colors is not None and np.isfinite(result.mesh.vertex_colors).all()

@@ -32,9 +32,18 @@ EXAMPLES: dict[str, protocol.Message] = {
     "render_view": protocol.RenderView(request_id=7, fl_x=10.0, fl_y=10.0, cx=4.0, cy=4.0, width=8, height=8),
     "extract": protocol.Extract(out_path="/o/mesh.ply", resolution=64),
     "shutdown": protocol.Shutdown(),
+    "open_run": protocol.OpenRun(run_dir="/runs/giraffe", device="cpu"),
+    "sample_layout": protocol.SampleLayout(request_id=2, seed=5, n_objects=3, proxy_resolution=16),
+    "render_layout": protocol.RenderLayout(
+        request_id=3, layout={"objects": []}, fl_x=10.0, fl_y=10.0, cx=4.0, cy=4.0, width=8, height=8
+    ),
+    "run_opened": protocol.RunOpened(run_dir="/runs/giraffe", method="giraffe", step=2, facts={"slots": 3}),
+    "layout_ready": protocol.LayoutReady(
+        request_id=2, layout={"objects": []}, proxies=[{"name": "a", "vertices": 1, "faces": 0}], payload=b"x" * 12
+    ),
     "welcome": protocol.Welcome(engine_version="0.1.0", torch_version="2.x", device="cpu", pid=42, session_id="abc"),
     "progress": protocol.Progress(step=3, total_steps=10, figures={"loss": 0.25, "psnr": 18.5}, preview_s=0.5),
-    "preview_frame": protocol.PreviewFrame(width=2, height=3, step=4, view_id=3, payload=bytes(range(24))),
+    "preview_frame": protocol.PreviewFrame(width=2, height=3, step=4, view_id=3, layers=2, payload=bytes(range(24))),
     "log": protocol.Log(level="info", message="hello"),
     "warning": protocol.Warning(message="careful"),
     "error": protocol.Error(message="bad", traceback="Traceback...", fatal=True, command="train"),
@@ -138,14 +147,18 @@ def test_invalid_message_is_skipped_and_stream_goes_on(header: dict | bytes, mat
 
 
 def test_wrong_version_is_a_clear_exception() -> None:
-    with pytest.raises(protocol.ProtocolError, match="speaks Fieldwork protocol 99.*this side speaks 2"):
+    with pytest.raises(protocol.ProtocolError, match="speaks Fieldwork protocol 99.*this side speaks 3"):
         protocol.check_version(99, "the add-on")
+    with pytest.raises(
+        protocol.ProtocolError, match=r"protocol 2, this side speaks 3 \(the older side lacks 3: layouts"
+    ):
+        protocol.check_version(2, "the add-on")
 
 
 def test_a_protocol_1_progress_is_refused_naming_its_old_fields() -> None:
     # protocol 1 reported fixed loss/psnr/rays_per_second fields; 2 has a dict of the method's figures
     old = {"type": "progress", "step": 3, "total_steps": 10, "loss": 0.1, "psnr": 20.0, "rays_per_second": 5.0}
-    with pytest.raises(protocol.MessageError, match="unknown field.*loss, psnr, rays_per_second.*speaks 2"):
+    with pytest.raises(protocol.MessageError, match="unknown field.*loss, psnr, rays_per_second.*speaks 3"):
         protocol.decode_header(old)
 
 

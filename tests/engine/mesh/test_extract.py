@@ -121,4 +121,4 @@ def test_cli_names_a_missing_run_folder(tmp_path: Path) -> None:
         [sys.executable, "-m", "engine", "extract", str(missing)], capture_output=True, text=True, check=False
     )
     assert completed.returncode == 2
-    assert f"run folder {missing} does not exist" in completed.stderr
+    assert f"{missing}: no such run folder" in completed.stderr

@@ -35,3 +35,16 @@ def test_identical_meshes_score_perfectly() -> None:
     """Only sampling noise separates them: 20k points on 4 pi are ~0.025 apart, so nearest ~0.0125."""
     distances = surface_distances(UNIT, UNIT, threshold=0.06, n_points=20_000)
     assert distances.f_score > 0.99 and distances.chamfer_l1 < 0.015
+
+
+def test_normal_consistency_is_one_for_matching_surfaces_and_drops_for_crossed_ones() -> None:
+    from engine.mesh.metrics import normal_consistency
+
+    # concentric spheres: the nearest point of the other sphere has the same radial normal
+    assert normal_consistency(_scaled(UNIT, 1.05), UNIT, n_points=20_000) > 0.99
+    # a square in z = 0 against one in x = 0 crossing it: nearest normals are perpendicular, |cos| = 0
+    square = np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    floor = TriangleMesh(square, faces)
+    wall = TriangleMesh(square[:, [2, 0, 1]], faces)
+    assert normal_consistency(floor, wall, n_points=5_000) < 1e-6
