@@ -3,7 +3,10 @@ and bakes from its own mesh, which its checkpoint carries."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,8 @@ from tests.engine.sphere_dataset import (
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[3]
 
 BOX = SceneBox(minimum=(-0.6, -0.6, -0.6), maximum=(0.6, 0.6, 0.6))
 
@@ -111,6 +116,19 @@ def test_a_trained_run_bakes_from_its_own_mesh_without_the_file(tmp_path: Path) 
     result = trainer.fit(progress=False)
     assert trainer.step == 2 and result["psnr"] is not None
     mesh_path.unlink()
+    # the CLI bakes it as the add-on's Extract does: a real engine process
+    command = [sys.executable, "-m", "engine", "extract", str(tmp_path / "run"), "--texture", "256"]
+    completed = subprocess.run(
+        [*command, "--out", str(tmp_path / "textured.obj"), "--json", "--device", "cpu"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert summary["texture_size"] == 256 and summary["level"] == "the given mesh"
+    assert all((tmp_path / name).is_file() for name in ("textured.obj", "textured.mtl", "textured.png"))
     reloaded = Trainer.from_run(tmp_path / "run", device="cpu")
     baked = extract_mesh_from_trainer(reloaded, ExtractSettings(texture_size=256))
     assert baked.texture is not None and baked.mesh.uvs is not None and baked.level is None
