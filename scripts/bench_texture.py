@@ -6,7 +6,9 @@
 A textured Suzanne (scripts/scenes.py) is rendered with Cycles from cameras on a sphere, every
 ``--holdout-every``-th camera held out; a field is trained on the rest (a short budget), then
 meshes are extracted: (a) vertex colours, full and decimated to ``--fraction`` of the faces;
-(b) baked textures at each ``--sizes``, full; (c) the largest texture after decimation. Each mesh
+(b) baked textures at each ``--sizes``, full; (c) the largest texture after decimation; (d) with
+``--texture-field-steps``, a texture field (engine/fields/texture_field.py) trained on the full
+mesh from the same views, baked at the largest size, full and decimated. Each mesh
 is imported with the add-on's importer and rendered with Cycles from the held-out cameras with
 its colour as emission (a bake holds the radiance the cameras saw, lighting included, so it must
 not be lit again); PSNR and SSIM against the ground-truth renders of the original object, masked
@@ -46,6 +48,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048], help="texture sizes to bake")
     parser.add_argument("--fraction", type=float, default=0.1, help="decimate to this fraction of the faces")
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
+    parser.add_argument(
+        "--texture-field-steps", type=int, default=300, help="train a texture field on the full mesh (0: skip it)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: a temporary one)")
     return parser.parse_args(argv)
 
@@ -112,7 +117,9 @@ def main(argv: list[str]) -> int:
 
     started = time.perf_counter()
     trainer = Trainer.create(
-        dataset, out / "run", TrainConfig(field=args.field, steps=args.steps, batch_rays=args.batch_rays, compile="off")
+        dataset,
+        out / "run",
+        TrainConfig(method=args.field, steps=args.steps, batch_rays=args.batch_rays, compile="off"),
     )
     while not trainer.is_done():
         trainer.train_step()
@@ -122,20 +129,44 @@ def main(argv: list[str]) -> int:
     full = extract_mesh_from_trainer(trainer, ExtractSettings(resolution=args.resolution))
     target_faces = max(1, int(args.fraction * full.face_count))
     percent = f"{100 * args.fraction:g}%"
-    variants: list[tuple[str, int, int]] = [
-        ("vertex colours", 0, 0),
-        (f"vertex colours, {percent} faces", 0, target_faces),
+    variants: list[tuple[str, int, int, object]] = [
+        ("vertex colours", 0, 0, trainer),
+        (f"vertex colours, {percent} faces", 0, target_faces, trainer),
     ]
-    variants += [(f"texture {size}", size, 0) for size in args.sizes]
-    variants.append((f"texture {max(args.sizes)}, {percent} faces", max(args.sizes), target_faces))
+    variants += [(f"texture {size}", size, 0, trainer) for size in args.sizes]
+    variants.append((f"texture {max(args.sizes)}, {percent} faces", max(args.sizes), target_faces, trainer))
+    texture_field_seconds = 0.0
+    if args.texture_field_steps:
+        from engine.mesh.io import write_mesh
+
+        given = write_mesh(full.mesh, out / "given.ply", overwrite=True)
+        started = time.perf_counter()
+        texture_field = Trainer.create(
+            dataset,
+            out / "run-texture-field",
+            TrainConfig(
+                method="texture_field",
+                steps=args.texture_field_steps,
+                batch_rays=args.batch_rays,
+                compile="off",
+                settings={"mesh": str(given)},
+            ),
+        )
+        while not texture_field.is_done():
+            texture_field.train_step()
+        texture_field.save_checkpoint()
+        texture_field_seconds = time.perf_counter() - started
+        size = max(args.sizes)
+        variants.append((f"texture field {size}", size, 0, texture_field))
+        variants.append((f"texture field {size}, {percent} faces", size, target_faces, texture_field))
     source = info.object
     source.hide_render = True
     rows = []
-    for name, size, faces in variants:
+    for name, size, faces, source_run in variants:
         settings = ExtractSettings(
             resolution=args.resolution, texture_size=size, cleanup=CleanupConfig(target_faces=faces)
         )
-        result = full if (size, faces) == (0, 0) else extract_mesh_from_trainer(trainer, settings)
+        result = full if (size, faces) == (0, 0) else extract_mesh_from_trainer(source_run, settings)  # type: ignore[arg-type]
         slug = name.replace(" ", "_").replace(",", "").replace("%", "pc")
         written = write_result(result, out / "meshes" / f"{slug}.ply", overwrite=True)
         obj = importers.import_mesh_file(scene, written.path)
@@ -161,6 +192,11 @@ def main(argv: list[str]) -> int:
         f"\n{args.field}, {trainer.step} steps ({train_seconds:.0f} s), {args.cameras} cameras at {args.image_size}px, "
         f"{len(held_out)} held out; lattice {args.resolution}; scene render + export {render_seconds:.0f} s; "
         f"{platform.processor() or platform.machine()}"
+        + (
+            f"; texture field {args.texture_field_steps} steps ({texture_field_seconds:.0f} s)"
+            if args.texture_field_steps
+            else ""
+        )
     )
     print(f"{'variant':<34} {'faces':>8} {'PSNR dB':>8} {'SSIM':>6} {'bake s':>7} {'extract s':>9}")
     for row in rows:

@@ -138,10 +138,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
+        sampled = (
+            f"{summary['n_queries']} field queries on a {'x'.join(map(str, summary['grid_cells']))} lattice "
+            f"({args.method}), level {summary['level']}"
+            if summary["grid_cells"]
+            else "the texture field's own mesh"
+        )
         print(
             f"wrote {path}: {summary['vertex_count']} vertices, {summary['face_count']} faces; "
-            f"{summary['n_queries']} field queries on a {'x'.join(map(str, summary['grid_cells']))} lattice "
-            f"({args.method}), level {summary['level']}, {summary['total_seconds']:.1f} s"
+            f"{sampled}, {summary['total_seconds']:.1f} s"
             + (
                 f"; texture {summary['texture_path']} ({args.texture}^2, baked in {summary['bake_seconds']:.1f} s)"
                 if summary["texture_path"]

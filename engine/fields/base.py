@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..data.transforms import SceneBox
 from ..render.volume import RenderedRays, blend_background
 
 
@@ -82,13 +83,15 @@ class MethodContext:
     """What a method is built from besides its config. finest_resolution: hash-grid resolution fitted to
     the scene (image methods); has_alpha: the images carry alpha (mask losses); compile: torch.compile what
     pays: "auto" (where it was measured to: see compiles()), "on" or "off"; data: facts of other families
-    (number of shapes, the collection's prior...)."""
+    (number of shapes, the collection's prior...); scene_box: the world box the unit cube is built on (a method
+    that reads world-space inputs, a texture field's mesh, maps them with it)."""
 
     device: torch.device
     finest_resolution: int = 0
     has_alpha: bool = False
     compile: str = "auto"
     data: dict[str, Any] = field(default_factory=dict)
+    scene_box: SceneBox | None = None
 
     def compiles(self) -> bool:
         """Whether to torch.compile a method's hot path: "on", or "auto" on CUDA. On CPU the compiled hash

@@ -121,8 +121,8 @@ class ExtractSettings:
 class MeshResult:
     mesh: TriangleMesh
     path: Path | None
-    level: SurfaceLevel
-    grid: Grid
+    level: SurfaceLevel | None  # None: the mesh was given, not extracted (a texture field's)
+    grid: Grid | None
     n_queries: int  # field queries to find the surface (colours not counted)
     sampling_seconds: float
     total_seconds: float
@@ -145,9 +145,9 @@ class MeshResult:
             "path": None if self.path is None else str(self.path),
             "vertex_count": self.vertex_count,
             "face_count": self.face_count,
-            "level": self.level.describe(),
-            "grid_cells": list(self.grid.cells),
-            "cell_size": self.grid.cell_size,
+            "level": "the given mesh" if self.level is None else self.level.describe(),
+            "grid_cells": [] if self.grid is None else list(self.grid.cells),
+            "cell_size": None if self.grid is None else self.grid.cell_size,
             "n_queries": self.n_queries,
             "unseen_points_filled": self.unseen_points_filled,
             "sampling_seconds": round(self.sampling_seconds, 3),
@@ -331,6 +331,8 @@ def extract_mesh_from_trainer(
 ) -> MeshResult:
     """Mesh of a trained field (``Trainer``) in world units, not written. See :func:`extract_to_file`."""
     method = trainer.config.method
+    if trainer.spec.surface == NO_SURFACE and callable(getattr(trainer.model, "surface_mesh", None)):
+        return colour_given_mesh(trainer, settings, progress)
     if trainer.spec.surface == NO_SURFACE:
         raise ValueError(f"method {method!r} has no surface to extract a mesh from")
     kind = FieldKind(trainer.spec.surface)
@@ -360,6 +362,7 @@ def extract_mesh_from_trainer(
     )
     if settings.colour and settings.colour_from is ColourSource.VIEWS:
         started = time.perf_counter()
+        assert result.grid is not None  # extracted, not given
         colours = colours_from_training_views(trainer, result.mesh, result.grid.cell_size, batch_points)
         result = dataclasses.replace(
             result,
@@ -367,6 +370,59 @@ def extract_mesh_from_trainer(
             total_seconds=result.total_seconds + time.perf_counter() - started,
         )
     return result
+
+
+def colour_given_mesh(
+    trainer: Trainer, settings: ExtractSettings, progress: Callable[[str, float], None] | None = None
+) -> MeshResult:
+    """A texture field's own mesh (the one it was trained on, ``model.surface_mesh()``) in world units, cleaned
+    up (decimated) by the settings and coloured by its view-independent t(p): baked into a UV texture with
+    ``texture_size``, else as vertex colours. Nothing is sampled: the mesh is given."""
+    import torch
+
+    from ..fields.texture_field import texture_colour_function
+
+    report = progress or (lambda _stage, _fraction: None)
+    started = time.perf_counter()
+    if settings.colour_from is ColourSource.VIEWS:
+        raise ValueError("a texture field colours its mesh from t(p); colour_from='views' is for radiance fields")
+    report("reading the mesh", 0.0)
+    vertices, faces = trainer.model.surface_mesh()
+    with torch.no_grad():
+        world = trainer.normalization.to_world(vertices.double().cpu()).numpy()
+    mesh = TriangleMesh(world, faces.cpu().numpy().astype(np.int64))
+    box = trainer.scene_box
+    diagonal = float(np.linalg.norm(np.subtract(box.maximum, box.minimum)))
+    report("cleaning up", 0.1)
+    mesh = clean_mesh(mesh, settings.cleanup, diagonal)
+    if mesh.n_faces == 0:
+        raise ValueError("clean-up removed every face of the texture field's mesh: loosen min_component_size")
+    batch_points = settings.batch_points or points_per_batch(trainer.device)
+    colour_fn = texture_colour_function(
+        trainer.model, trainer.normalization, trainer.color_space == "linear", batch_points
+    )
+    texture = None
+    if settings.colour and settings.texture_size:
+        texture = bake_texture(
+            mesh,
+            colour_fn,
+            BakeSettings(size=settings.texture_size, batch_points=batch_points),
+            progress=lambda stage, fraction: report(f"texture: {stage}", 0.2 + 0.8 * fraction),
+        )
+        mesh = texture.mesh
+    elif settings.colour:
+        report("vertex colours", 0.2)
+        mesh = mesh.with_colors(colour_fn(mesh.vertices, mesh.vertex_normals()))
+    return MeshResult(
+        mesh=mesh,
+        path=None,
+        level=None,
+        grid=None,
+        n_queries=0,
+        sampling_seconds=0.0,
+        total_seconds=time.perf_counter() - started,
+        texture=texture,
+    )
 
 
 def training_views(trainer: Trainer) -> Iterator[ViewImage]:

@@ -367,3 +367,48 @@ def read_ply_with_texture(path: Path) -> tuple[TriangleMesh, Path | None]:
         return TriangleMesh(vertices=vertices, faces=faces, vertex_colors=colors, uvs=uvs), texture
     except ValueError as exc:
         raise MeshFileError(f"{path}: {exc}") from exc
+
+
+def read_obj(path: Path) -> TriangleMesh:
+    """The positions and faces of a Wavefront OBJ (Y up, as OBJ files are; returned in Blender's Z-up axes,
+    the inverse of what :func:`write_mesh` stores). Polygons are fanned into triangles; ``v/vt/vn`` corners
+    keep their position index; negative (relative) indices count back from the vertices read so far."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise MeshFileError(f"cannot read {path}: {exc.strerror}") from exc
+    positions: list[list[float]] = []
+    triangles: list[tuple[int, int, int]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words:
+            continue
+        try:
+            if words[0] == "v":
+                positions.append([float(words[1]), float(words[2]), float(words[3])])
+            elif words[0] == "f":
+                corners = [int(word.split("/")[0]) for word in words[1:]]
+                corners = [index - 1 if index > 0 else len(positions) + index for index in corners]
+                triangles += [(corners[0], corners[k], corners[k + 1]) for k in range(1, len(corners) - 1)]
+        except (ValueError, IndexError) as exc:
+            raise MeshFileError(f"{path} line {number}: cannot read {line.strip()!r} ({exc})") from exc
+    if not positions or not triangles:
+        raise MeshFileError(f"{path} has no vertices or no faces")
+    y_up = np.asarray(positions, dtype=np.float64)
+    vertices = np.stack([y_up[:, 0], -y_up[:, 2], y_up[:, 1]], axis=1)
+    try:
+        return TriangleMesh(vertices=vertices, faces=np.asarray(triangles, dtype=np.int64))
+    except ValueError as exc:
+        raise MeshFileError(f"{path}: {exc}") from exc
+
+
+def read_mesh(path: Path) -> TriangleMesh:
+    """A PLY (binary little-endian) or OBJ mesh file, by its suffix, in Blender world axes."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        return read_ply(path)
+    if suffix == ".obj":
+        return read_obj(path)
+    raise MeshFileError(f"cannot read {path}: a mesh file must be .ply or .obj")

@@ -219,7 +219,7 @@ def _type_name(annotation: Any) -> str:
 
 # ---------------------------------------------------------------------------- the entries
 
-_ENTRIES = ("ngp", "nerf", "neus", "unisurf", "igr", "onet", "deepsdf", "giraffe", "graf")
+_ENTRIES = ("ngp", "nerf", "neus", "unisurf", "dvr", "texture_field", "igr", "onet", "deepsdf", "giraffe", "graf")
 
 
 def _load_entries() -> None:

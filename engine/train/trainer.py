@@ -205,6 +205,7 @@ class Trainer:
             has_alpha=dataset.has_alpha if dataset is not None else has_alpha,
             compile=config.compile,
             data=info.data,
+            scene_box=info.scene_box,
         )
         self.model = build_model(config, context)
         self.optimizers = {name: _make_optimizer(spec, device) for name, spec in self.model.optimizers().items()}

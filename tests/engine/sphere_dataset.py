@@ -89,3 +89,37 @@ def make_sphere_dataset(folder: Path, n_views: int = 24, size: int = 16) -> Path
     box = SceneBox(minimum=(-0.6, -0.6, -0.6), maximum=(0.6, 0.6, 0.6))
     transforms = Transforms(frames=frames, root=folder, scene_box=box, color_space="srgb", has_alpha=True)
     return write_transforms(folder, transforms)
+
+
+def icosphere(subdivisions: int = 3, radius: float = SPHERE_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+    """An icosahedron subdivided ``subdivisions`` times onto the sphere at the origin: vertices (n, 3), faces
+    (m, 3) counter-clockwise seen from outside (20 * 4^subdivisions faces)."""
+    golden = (1.0 + math.sqrt(5.0)) / 2.0
+    vertices = [
+        (-1, golden, 0), (1, golden, 0), (-1, -golden, 0), (1, -golden, 0),
+        (0, -1, golden), (0, 1, golden), (0, -1, -golden), (0, 1, -golden),
+        (golden, 0, -1), (golden, 0, 1), (-golden, 0, -1), (-golden, 0, 1),
+    ]  # fmt: skip
+    faces = [
+        (0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
+        (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5),
+        (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1),
+    ]  # fmt: skip
+    points = [np.asarray(vertex, dtype=np.float64) / np.linalg.norm(vertex) for vertex in vertices]
+    for _ in range(subdivisions):
+        midpoints: dict[tuple[int, int], int] = {}
+
+        def midpoint(a: int, b: int, midpoints: dict[tuple[int, int], int] = midpoints) -> int:
+            key = (min(a, b), max(a, b))
+            if key not in midpoints:
+                middle = points[a] + points[b]
+                points.append(middle / np.linalg.norm(middle))
+                midpoints[key] = len(points) - 1
+            return midpoints[key]
+
+        finer = []
+        for a, b, c in faces:
+            ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+            finer += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+        faces = finer
+    return radius * np.asarray(points), np.asarray(faces, dtype=np.int64)

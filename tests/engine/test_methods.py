@@ -16,10 +16,12 @@ from torch import nn
 
 from engine import methods
 from engine.fields.base import ModelOutput, ParameterGroup, RadianceModel, RayBundle
+from engine.mesh.io import write_mesh
+from engine.mesh.triangle_mesh import TriangleMesh
 from engine.render.volume import RenderedRays
 from engine.train.config import TrainConfig
 from engine.train.trainer import Trainer
-from tests.engine.sphere_dataset import make_sphere_dataset
+from tests.engine.sphere_dataset import icosphere, make_sphere_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +32,9 @@ TINY_SETTINGS: dict[str, dict] = {
     "nerf": {"hidden_width": 32, "coarse_samples": 8, "fine_samples": 8},
     "neus": {"log2_table_size": 12, "levels": 4, "occupancy_resolution": 16},
     "unisurf": {"log2_table_size": 12, "levels": 4, "root_steps": 16, "interval_samples": 8, "free_samples": 4},
+    "dvr": {"log2_table_size": 12, "levels": 4, "hidden_width": 16, "marching_steps": 16, "secant_steps": 2},
+    # "{dataset}" is the sphere dataset's folder, where the fixture writes the mesh the texture field lives on
+    "texture_field": {"mesh": "{dataset}/sphere.ply", "log2_table_size": 12, "levels": 4, "hidden_width": 16},
 }
 
 
@@ -38,7 +43,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def sphere_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_sphere_dataset(tmp_path_factory.mktemp("sphere"), n_views=8, size=8)
+    path = make_sphere_dataset(tmp_path_factory.mktemp("sphere"), n_views=8, size=8)
+    write_mesh(TriangleMesh(*icosphere(2)), path.parent / "sphere.ply")
+    return path
 
 
 @dataclasses.dataclass
@@ -141,9 +148,11 @@ def test_methods_command_lists_the_registry_without_torch() -> None:
 @pytest.mark.parametrize("name", methods.names(methods.IMAGES))
 def test_every_image_method_trains_two_steps_and_renders(name: str, sphere_dataset: Path, tmp_path: Path) -> None:
     # nerfstudio's method smoke test: any registered image method, 2 steps on CPU, a finite loss and render
-    config = TrainConfig(
-        method=name, steps=2, warmup_steps=0, compile="off", settings=TINY_SETTINGS.get(name), eval_views=1
-    )
+    settings = {
+        key: value.format(dataset=sphere_dataset.parent) if isinstance(value, str) else value
+        for key, value in TINY_SETTINGS.get(name, {}).items()
+    }
+    config = TrainConfig(method=name, steps=2, warmup_steps=0, compile="off", settings=settings, eval_views=1)
     trainer = Trainer.create(sphere_dataset, tmp_path / name, config)
     result = trainer.fit(progress=False)
     assert trainer.step == 2 and len(result["views"]) == 1

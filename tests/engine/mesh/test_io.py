@@ -99,3 +99,23 @@ def test_mesh_io_imports_neither_torch_nor_scipy() -> None:
     code = "import sys, engine.mesh.io; print(sorted({'torch', 'scipy', 'mcubes'} & set(sys.modules)))"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+def test_an_obj_written_y_up_reads_back_in_blender_axes(tmp_path: Path) -> None:
+    from engine.mesh.io import MeshFileError, read_mesh, write_mesh
+    from engine.mesh.triangle_mesh import TriangleMesh
+
+    mesh = TriangleMesh(
+        vertices=np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]]),
+        faces=np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]),
+    )
+    write_mesh(mesh, tmp_path / "mesh.obj")
+    read = read_mesh(tmp_path / "mesh.obj")
+    assert np.allclose(read.vertices, mesh.vertices) and np.array_equal(read.faces, mesh.faces)
+    # a quad is fanned into two triangles; v/vt/vn corners keep their position
+    (tmp_path / "quad.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 0 -1\nv 0 0 -1\nvt 0 0\nf 1/1 2/1 3/1 4/1\n")
+    quad = read_mesh(tmp_path / "quad.obj")
+    assert quad.n_faces == 2 and np.allclose(quad.vertices[2], [1.0, 1.0, 0.0])
+    (tmp_path / "bad.obj").write_text("v 0 0\n")
+    with pytest.raises(MeshFileError, match="bad.obj line 1"):
+        read_mesh(tmp_path / "bad.obj")
