@@ -765,8 +765,7 @@ class Session:
         sample_images = getattr(model, "sample_images", None)
         if sample_images is None:
             raise RuntimeError(f"{self.trainer.config.method} has no preview: it renders no rays and no samples")
-        from .fields.generative import image_grid
-        from .fields.giraffe import SAMPLE_SEED
+        from .fields.generative import SAMPLE_SEED, image_grid
 
         images, _ = sample_images(model.settings.sample_grid, SAMPLE_SEED)
         model.train()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from ..atomic import write_atomic
 from ..data.collection import CameraPrior, PosePrior, Range
 from ..data.transforms import Intrinsics
 from ..encodings.positional import PositionalEncoding
+from .base import Method, OptimizerSpec, ParameterGroup, StepContext
 
 # ---------------------------------------------------------------------------- poses and cameras
 
@@ -403,3 +405,92 @@ def image_grid(images: torch.Tensor) -> np.ndarray:
             pixels[index]
         )
     return grid
+
+
+# The fixed latents of the sample grids (written during training, streamed as the live session's preview).
+SAMPLE_SEED = 20210601
+
+
+def adversarial_discriminator_step(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, r1_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The discriminator's loss on real and (detached) fake images with R1 on the real ones:
+    (loss, r1, real logits, fake logits)."""
+    real_input = real.detach().requires_grad_(True)
+    real_logits = discriminator(real_input)
+    r1 = r1_penalty(real_logits, real_input)
+    fake_logits = discriminator(fake.detach())
+    loss = discriminator_loss(real_logits, fake_logits) + 0.5 * r1_weight * r1
+    return loss, r1, real_logits, fake_logits
+
+
+class AdversarialModel(Method):
+    """What GRAF and GIRAFFE share: a generator and its EMA copy trained against a discriminator by two
+    RMSprop optimisers stepped in turn (the trainer hands them over through StepContext.optimize), and grids
+    of the EMA generator's images of fixed latents. A subclass sets ``settings`` (with learning_rate,
+    discriminator_learning_rate, r1_weight, ema_beta, sample_every, sample_grid), ``generator``,
+    ``generator_ema`` and ``discriminator``, and defines ``sample_images(count, seed)``."""
+
+    manual_optimization = True
+    settings: Any
+    generator: nn.Module
+    generator_ema: nn.Module
+    discriminator: nn.Module
+
+    def sample_images(self, count: int, seed: int) -> tuple[torch.Tensor, Any]:
+        """(count, 3, H, W) images of the EMA generator from the latents of ``seed``, and what else it drew."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        s = self.settings
+        rate, discriminator_rate = s.learning_rate, s.discriminator_learning_rate
+        return {
+            "discriminator": OptimizerSpec(
+                [ParameterGroup(list(self.discriminator.parameters()), discriminator_rate, discriminator_rate)],
+                kind="rmsprop",
+                warmup=False,
+            ),
+            "generator": OptimizerSpec(
+                [ParameterGroup(list(self.generator.parameters()), rate, rate)], kind="rmsprop", warmup=False
+            ),
+        }
+
+    def adversarial_step(self, real: torch.Tensor, fake: torch.Tensor, step: StepContext) -> dict[str, float]:
+        """One discriminator step (non-saturating loss, R1 on the reals), then one generator step against the
+        updated discriminator, then the EMA; returns the figures of both."""
+        if step.optimize is None:
+            raise RuntimeError(f"{type(self).__name__} steps its own optimisers: the trainer must pass optimize")
+        d_loss, r1, real_logits, fake_logits = adversarial_discriminator_step(
+            self.discriminator, real, fake, self.settings.r1_weight
+        )
+        step.optimize("discriminator", d_loss)
+        self.discriminator.requires_grad_(False)
+        g_loss = generator_loss(self.discriminator(fake))
+        step.optimize("generator", g_loss)
+        self.discriminator.requires_grad_(True)
+        update_ema(self.generator_ema, self.generator, ema_beta(self.settings.ema_beta, step.step))
+        return {
+            "loss": float(d_loss.detach() + g_loss.detach()),
+            "loss_generator": float(g_loss.detach()),
+            "loss_discriminator": float(d_loss.detach()),
+            "r1": float(r1.detach()),
+            "d_real": float(real_logits.detach().mean()),
+            "d_fake": float(fake_logits.detach().mean()),
+        }
+
+    def after_step(self, trainer: Any) -> None:
+        """A grid of the EMA generator's images of fixed latents every sample_every steps."""
+        every = self.settings.sample_every
+        if every and trainer.step % every == 0:
+            self.write_samples(Path(trainer.run_dir), trainer.step)
+
+    def write_samples(self, run_dir: Path, step: int) -> Path:
+        images, _ = self.sample_images(self.settings.sample_grid, SAMPLE_SEED)
+        self.train()
+        path = write_image_grid(run_dir / "samples" / f"step_{step:07d}.png", images)
+        write_image_grid(run_dir / "samples" / "latest.png", images)
+        return path
+
+    def evaluate(self, trainer: Any) -> dict[str, Any]:
+        path = self.write_samples(Path(trainer.run_dir), trainer.step)
+        return {"step": trainer.step, "train_seconds": trainer.train_seconds, "samples": str(path)}

@@ -25,7 +25,6 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,9 @@ from .. import layouts as layout_format
 from ..data.collection_source import ImageBatch, prior_from_facts, scene_box_of
 from ..data.transforms import Intrinsics
 from ..methods.giraffe import GiraffeConfig
-from .base import Method, MethodContext, OptimizerSpec, ParameterGroup, StepContext, StepResult
+from .base import MethodContext, StepContext, StepResult
 from .generative import (
+    AdversarialModel,
     Discriminator,
     FeatureField,
     ObjectPoses,
@@ -47,23 +47,16 @@ from .generative import (
     composite,
     depth_range,
     directions_to_object,
-    discriminator_loss,
-    ema_beta,
-    generator_loss,
     grid_pixels,
     prior_intrinsics,
-    r1_penalty,
     ray_depths,
     sample_cameras,
     sample_poses,
     stratified,
-    update_ema,
     volume_weights,
     world_to_object,
-    write_image_grid,
 )
 
-SAMPLE_SEED = 20210601  # the fixed latents of the sample grids
 # The background starts nearly transparent (softplus(-4) = 0.018 per world unit) so that the objects in
 # front of it are seen, and learn, from the first step; the last interval of every ray is infinite, so
 # the background still covers whatever no object does.
@@ -264,10 +257,8 @@ class GiraffeGenerator(nn.Module):
         return self.renderer(rendered.features), rendered
 
 
-class GiraffeModel(Method):
+class GiraffeModel(AdversarialModel):
     """GIRAFFE on a collection (MethodContext.data: width, height, prior of the collection)."""
-
-    manual_optimization = True
 
     def __init__(self, config: GiraffeConfig, context: MethodContext) -> None:
         super().__init__()
@@ -332,77 +323,21 @@ class GiraffeModel(Method):
 
     # -- training --------------------------------------------------------------------------------
 
-    def optimizers(self) -> dict[str, OptimizerSpec]:
-        s = self.settings
-        return {
-            "discriminator": OptimizerSpec(
-                [
-                    ParameterGroup(
-                        list(self.discriminator.parameters()),
-                        s.discriminator_learning_rate,
-                        s.discriminator_learning_rate,
-                    )
-                ],
-                kind="rmsprop",
-                warmup=False,
-            ),
-            "generator": OptimizerSpec(
-                [ParameterGroup(list(self.generator.parameters()), s.learning_rate, s.learning_rate)],
-                kind="rmsprop",
-                warmup=False,
-            ),
-        }
-
     def training_step(self, batch: ImageBatch, step: StepContext) -> StepResult:
-        if step.optimize is None:
-            raise RuntimeError("giraffe steps its own optimisers: the trainer must pass StepContext.optimize")
         started = time.perf_counter()
         real = batch.images
         count = real.shape[0]
         codes, poses, cameras = self.sample_scenes(count, step.generator)
         fake, _ = self.generator(codes, poses, cameras, step.generator, jitter=True)
-        d_loss, r1, real_logits, fake_logits = adversarial_discriminator_step(
-            self.discriminator, real, fake, self.settings.r1_weight
-        )
-        step.optimize("discriminator", d_loss)
-        self.discriminator.requires_grad_(False)
-        g_loss = generator_loss(self.discriminator(fake))
-        step.optimize("generator", g_loss)
-        self.discriminator.requires_grad_(True)
-        update_ema(self.generator_ema, self.generator, ema_beta(self.settings.ema_beta, step.step))
+        figures = self.adversarial_step(real, fake, step)
         per_ray = (self.settings.ray_samples + self.slots * self.settings.object_samples) * (self.slots + 1)
         fields = per_ray * self.settings.feature_resolution**2 * count
         seconds = time.perf_counter() - started
         return StepResult(
             loss=None,
-            figures={
-                "loss": float(d_loss.detach() + g_loss.detach()),
-                "loss_generator": float(g_loss.detach()),
-                "loss_discriminator": float(d_loss.detach()),
-                "r1": float(r1.detach()),
-                "d_real": float(real_logits.detach().mean()),
-                "d_fake": float(fake_logits.detach().mean()),
-                "images_per_second": count / max(seconds, 1e-9),
-            },
+            figures={**figures, "images_per_second": count / max(seconds, 1e-9)},
             samples=fields,
         )
-
-    def after_step(self, trainer: Any) -> None:
-        """A grid of the EMA generator's images of fixed latents every sample_every steps."""
-        every = self.settings.sample_every
-        if every and trainer.step % every == 0:
-            self.write_samples(Path(trainer.run_dir), trainer.step)
-
-    def write_samples(self, run_dir: Path, step: int) -> Path:
-        images, _ = self.sample_images(self.settings.sample_grid, SAMPLE_SEED)
-        self.train()
-        path = write_image_grid(run_dir / "samples" / f"step_{step:07d}.png", images)
-        write_image_grid(run_dir / "samples" / "latest.png", images)
-        return path
-
-    def evaluate(self, trainer: Any) -> dict[str, Any]:
-        path = self.write_samples(Path(trainer.run_dir), trainer.step)
-        return {"step": trainer.step, "train_seconds": trainer.train_seconds, "samples": str(path)}
 
     # -- layouts ---------------------------------------------------------------------------------
 
@@ -521,16 +456,3 @@ class GiraffeModel(Method):
             alphas=full.alphas[0, :k].cpu().numpy().astype(np.float32),
             depth=full.depth[0].cpu().numpy().astype(np.float32),
         )
-
-
-def adversarial_discriminator_step(
-    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, r1_weight: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The discriminator's loss on real and (detached) fake images with R1 on the real ones:
-    (loss, r1, real logits, fake logits)."""
-    real_input = real.detach().requires_grad_(True)
-    real_logits = discriminator(real_input)
-    r1 = r1_penalty(real_logits, real_input)
-    fake_logits = discriminator(fake.detach())
-    loss = discriminator_loss(real_logits, fake_logits) + 0.5 * r1_weight * r1
-    return loss, r1, real_logits, fake_logits

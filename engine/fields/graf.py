@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,23 +21,19 @@ from torch.nn import functional
 
 from ..data.collection_source import ImageBatch, prior_from_facts, scene_box_of
 from ..methods.graf import GrafConfig
-from .base import Method, MethodContext, OptimizerSpec, ParameterGroup, StepContext, StepResult
+from .base import MethodContext, StepContext, StepResult
 from .generative import (
+    AdversarialModel,
     Discriminator,
     FeatureField,
     camera_rays,
     depth_range,
-    ema_beta,
-    generator_loss,
     grid_pixels,
     prior_intrinsics,
     ray_depths,
     sample_cameras,
-    update_ema,
     volume_weights,
-    write_image_grid,
 )
-from .giraffe import SAMPLE_SEED, adversarial_discriminator_step
 
 
 class GrafGenerator(nn.Module):
@@ -114,10 +109,8 @@ def patch_pattern(
     return base * scale + shift
 
 
-class GrafModel(Method):
+class GrafModel(AdversarialModel):
     """GRAF on a collection (MethodContext.data: width, height, prior of the collection)."""
-
-    manual_optimization = True
 
     def __init__(self, config: GrafConfig, context: MethodContext) -> None:
         super().__init__()
@@ -150,30 +143,7 @@ class GrafModel(Method):
         ]
         return torch.cat(images), None
 
-    def optimizers(self) -> dict[str, OptimizerSpec]:
-        s = self.settings
-        return {
-            "discriminator": OptimizerSpec(
-                [
-                    ParameterGroup(
-                        list(self.discriminator.parameters()),
-                        s.discriminator_learning_rate,
-                        s.discriminator_learning_rate,
-                    )
-                ],
-                kind="rmsprop",
-                warmup=False,
-            ),
-            "generator": OptimizerSpec(
-                [ParameterGroup(list(self.generator.parameters()), s.learning_rate, s.learning_rate)],
-                kind="rmsprop",
-                warmup=False,
-            ),
-        }
-
     def training_step(self, batch: ImageBatch, step: StepContext) -> StepResult:
-        if step.optimize is None:
-            raise RuntimeError("graf steps its own optimisers: the trainer must pass StepContext.optimize")
         started = time.perf_counter()
         s = self.settings
         real_images = batch.images
@@ -186,42 +156,10 @@ class GrafModel(Method):
         shape, appearance, cameras = self.sample_latents(count, step.generator)
         colours = self.generator(shape, appearance, cameras, pixel_x, pixel_y, step.generator, jitter=True)
         fake = colours.transpose(1, 2).reshape(count, 3, s.patch_size, s.patch_size)
-        d_loss, r1, real_logits, fake_logits = adversarial_discriminator_step(
-            self.discriminator, real, fake, s.r1_weight
-        )
-        step.optimize("discriminator", d_loss)
-        self.discriminator.requires_grad_(False)
-        g_loss = generator_loss(self.discriminator(fake))
-        step.optimize("generator", g_loss)
-        self.discriminator.requires_grad_(True)
-        update_ema(self.generator_ema, self.generator, ema_beta(s.ema_beta, step.step))
+        figures = self.adversarial_step(real, fake, step)
         seconds = time.perf_counter() - started
         return StepResult(
             loss=None,
-            figures={
-                "loss": float(d_loss.detach() + g_loss.detach()),
-                "loss_generator": float(g_loss.detach()),
-                "loss_discriminator": float(d_loss.detach()),
-                "r1": float(r1.detach()),
-                "d_real": float(real_logits.detach().mean()),
-                "d_fake": float(fake_logits.detach().mean()),
-                "images_per_second": count / max(seconds, 1e-9),
-            },
+            figures={**figures, "images_per_second": count / max(seconds, 1e-9)},
             samples=count * s.patch_size**2 * s.ray_samples,
         )
-
-    def after_step(self, trainer: Any) -> None:
-        every = self.settings.sample_every
-        if every and trainer.step % every == 0:
-            self.write_samples(Path(trainer.run_dir), trainer.step)
-
-    def write_samples(self, run_dir: Path, step: int) -> Path:
-        images, _ = self.sample_images(self.settings.sample_grid, SAMPLE_SEED)
-        self.train()
-        path = write_image_grid(run_dir / "samples" / f"step_{step:07d}.png", images)
-        write_image_grid(run_dir / "samples" / "latest.png", images)
-        return path
-
-    def evaluate(self, trainer: Any) -> dict[str, Any]:
-        path = self.write_samples(Path(trainer.run_dir), trainer.step)
-        return {"step": trainer.step, "train_seconds": trainer.train_seconds, "samples": str(path)}
