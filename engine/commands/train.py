@@ -1,7 +1,8 @@
 """``python -m engine train DATASET --method ngp --steps N --out RUN_DIR``: train a method.
 
 Resumes when RUN_DIR already holds a checkpoint. Progress goes to stderr, the log to RUN_DIR/engine.log,
-and the final evaluation (PSNR/SSIM on held-out views) to stdout as JSON.
+and the final evaluation (PSNR/SSIM on held-out views for image methods, the family's own figures
+otherwise) to stdout as JSON. Ctrl-C or SIGTERM saves the checkpoint and exits with 128 + the signal.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import methods
     from ..train.config import BACKGROUNDS
 
-    parser.add_argument("dataset", type=Path, metavar="DATASET", help="transforms.json or the folder holding it")
+    parser.add_argument("dataset", type=Path, metavar="DATASET", help="the method's data: transforms.json (or its folder), a shape dataset, an image collection")
     parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (created or resumed)")
     parser.add_argument(
         "--method",

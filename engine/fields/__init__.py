@@ -1,1 +1,1 @@
-"""Radiance fields, one module each. ``build_model`` turns a field name and its config into a model."""
+"""Method models, one module each (fields, their sampling recipe, losses); engine/methods names them."""

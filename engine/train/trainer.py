@@ -1,8 +1,10 @@
-"""The training loop of radiance fields, and what a trained run answers: renders, evaluations, queries.
+"""The training loop every method shares, and what a trained run answers: renders, evaluations, queries.
 
-A run folder holds ``config.json`` (the TrainConfig, the dataset, the scene box and the derived field
-sizes), ``checkpoint.pt`` (model, optimiser, random state, step), ``metrics.jsonl`` (one JSON object per
-logged step or evaluation) and ``engine.log``. Everything that leaves the trainer is in world units.
+A run folder holds ``config.json`` (the TrainConfig with the method's settings, the dataset, the scene box,
+the derived field sizes and the data family's facts), ``checkpoint.pt`` (model, every optimiser, random
+state, step), ``metrics.jsonl`` (one JSON object per logged step or evaluation) and ``engine.log``; what a
+run folder is and may be used for is engine/train/run_folder.py's. Everything that leaves the trainer is
+in world units.
 """
 
 from __future__ import annotations
