@@ -26,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import methods
     from ..train.config import BACKGROUNDS
 
-    parser.add_argument("dataset", type=Path, metavar="DATASET", help="the method's data: transforms.json (or its folder), a shape dataset, an image collection")
+    parser.add_argument(
+        "dataset",
+        type=Path,
+        metavar="DATASET",
+        help="the method's data: transforms.json (or its folder), a shape dataset, an image collection",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder (created or resumed)")
     parser.add_argument(
         "--method",
