@@ -258,6 +258,11 @@ class _Reader:
         return tuple(self.get({key: value}, key, float, where) for value in values)
 
 
+def prior_from_dict(prior: dict[str, Any], where: Path | str) -> PosePrior:
+    """The PosePrior of a prior as collection.json writes it; errors name ``where`` and the key."""
+    return _prior(_Reader(Path(where)), prior)
+
+
 def _prior(reader: _Reader, prior: dict[str, Any]) -> PosePrior:
     count = reader.range(prior, "object_count", "prior")
     if count.low < 1 or count.low != int(count.low) or count.high != int(count.high):

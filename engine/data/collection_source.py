@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .collection import COLLECTION_NAME, PosePrior, _prior, _Reader, load_collection
+from .collection import COLLECTION_NAME, PosePrior, load_collection, prior_from_dict
 from .transforms import SceneBox
 
 HOLDOUT_FRACTION = 0.1
@@ -64,7 +64,7 @@ def prior_from_facts(facts: dict[str, Any], where: str = "config.json") -> PoseP
     """The PosePrior of a run's facts (``facts["prior"]`` is the collection.json prior as written)."""
     if "prior" not in facts:
         raise ValueError(f"{where}: the run's data facts hold no 'prior' (not a collection run)")
-    return _prior(_Reader(Path(where)), facts["prior"])
+    return prior_from_dict(facts["prior"], where)
 
 
 def scene_box_of(prior: PosePrior) -> SceneBox:

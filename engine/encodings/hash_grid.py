@@ -103,15 +103,15 @@ class HashGrid(nn.Module):
         n_dense = self.n_dense_levels
         dense_low = cell_index[:, :n_dense] * self.dense_strides[None, :n_dense]
         dense_axes = torch.stack([dense_low, dense_low + self.dense_strides[None, :n_dense]], dim=-2)
-        dense_rows = _combine_corners(dense_axes, torch.add)
+        dense_rows = combine_corners(dense_axes, torch.add)
         hashed_low = cell_index[:, n_dense:] * self.hash_primes
         hashed_axes = torch.stack([hashed_low, hashed_low + self.hash_primes], dim=-2)
-        hashed_rows = _combine_corners(hashed_axes, torch.bitwise_xor) & (self.table_size - 1)
+        hashed_rows = combine_corners(hashed_axes, torch.bitwise_xor) & (self.table_size - 1)
         rows = torch.cat([dense_rows, hashed_rows], dim=1) + self.level_offsets[None, :, None]
 
         # weight of a corner = product over axes of (fraction if on the high side else 1 - fraction)
         axis_weights = torch.stack([1.0 - fraction, fraction], dim=-2)
-        weights = _combine_corners(axis_weights, torch.mul)
+        weights = combine_corners(axis_weights, torch.mul)
         return CornerLookup(rows=rows.view(n_points, self.n_levels, 8), weights=weights)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ class HashGrid(nn.Module):
         return features.reshape(n_points, self.out_dim)
 
 
-def _combine_corners(axes: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def combine_corners(axes: torch.Tensor, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """(n, levels, 2, 3) low/high values per axis -> (n, levels, 8) values per corner, x fastest."""
     x_part = axes[:, :, None, None, :, 0]
     y_part = axes[:, :, None, :, None, 1]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..encodings.hash_grid import HashGrid, _combine_corners
+from ..encodings.hash_grid import HashGrid, combine_corners
 from ..encodings.spherical_harmonics import SphericalHarmonics
 from ..methods.neus import NeusConfig
 from ..render.occupancy_grid import OccupancyGrid
@@ -182,7 +182,7 @@ class SurfaceField(nn.Module):
         for axis in range(3):
             axis_low, axis_high = low.clone(), high.clone()
             axis_low[..., axis], axis_high[..., axis] = -slope[..., axis], slope[..., axis]
-            derivatives.append(_combine_corners(torch.stack([axis_low, axis_high], dim=-2), torch.mul).reshape(-1, 8))
+            derivatives.append(combine_corners(torch.stack([axis_low, axis_high], dim=-2), torch.mul).reshape(-1, 8))
         features, jacobian = _InterpolateWithJacobian.apply(
             table, rows, lookup.weights.view(-1, 8).to(table.dtype), torch.stack(derivatives, dim=-1).to(table.dtype)
         )
