@@ -14,8 +14,10 @@ from ..fields.base import RayBatch, RayBundle
 from ..render.samplers import ray_box_intersection
 from .dataset import RadianceDataset, SceneNormalization, WorldRays, background_colors, pixel_rays
 
-# Field samples per step when the config leaves it to the device. CPU: 2^15 kept a step near 0.2 s with one
-# torch thread on 2 cores (the demo's scene); CUDA: 2^18, nerfacc's default for its instant-NGP example.
+# Field samples per step when the config leaves it to the device. CPU: 2^15, about the samples of the demo's
+# tuned 512-ray steps once its occupancy grid has settled (scripts/bench_foreign_dataset.py measures the
+# default on a dataset made elsewhere); CUDA: 2^18, nerfacc's default for its instant-NGP example, not yet
+# measured here (no GPU was lent).
 DEFAULT_SAMPLES_PER_STEP = {"cpu": 1 << 15, "cuda": 1 << 18}
 MIN_RAYS, MAX_RAYS = 64, 1 << 16
 # one step may change the ray count by at most this factor, so one odd step does not swing it

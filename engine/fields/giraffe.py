@@ -269,7 +269,6 @@ class GiraffeModel(AdversarialModel):
         self.discriminator = Discriminator(self.generator.width, self.settings.discriminator_features)
         self.prior = self.generator.prior
         self.slots = self.settings.max_objects or self.prior.object_count[1]
-        self._ema_step = 0
 
     # -- sampling --------------------------------------------------------------------------------
 

@@ -35,6 +35,33 @@ PRIOR: dict[str, Any] = {
 }
 
 
+# A prior whose floor is off the origin and raised (its frame must carry through), for the reader's and the
+# layout tests.
+OFFSET_FLOOR_PRIOR: dict[str, Any] = {
+    "object_count": {"min": 1, "max": 3},
+    "object_scale": {"min": 0.5, "max": 0.9},
+    "object_translation_x": {"min": -1.0, "max": 3.0},
+    "object_translation_y": {"min": -2.0, "max": 2.0},
+    "object_rotation_z_deg": {"min": 0.0, "max": 180.0},
+    "min_gap": 0.1,
+    "floor": {"height": 0.5, "center": [1.0, 0.0], "up": [0.0, 0.0, 1.0]},
+    "camera": {
+        "radius": {"min": 8.0, "max": 9.0},
+        "elevation_deg": {"min": 25.0, "max": 40.0},
+        "azimuth_deg": {"min": 0.0, "max": 360.0},
+        "look_at": [1.0, 0.0, 0.5],
+        "lens_mm": 35.0,
+        "sensor_width_mm": 32.0,
+        "fov_x_deg": 49.1,
+        "fl_x": 35.0,
+        "fl_y": 35.0,
+        "cx": 16.0,
+        "cy": 16.0,
+    },
+    "light": {},
+}
+
+
 def write_tiny_collection(root: Path, count: int = 8, size: int = 32, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
