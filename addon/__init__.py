@@ -6,9 +6,9 @@ Register and unregister are mirror images: submodules in order, then in reverse.
 
 from __future__ import annotations
 
-from . import client, layouts, operators, panels, preferences, preview, properties
+from . import client, layouts, operators, panels, preferences, preview, properties, surface_preview
 
-_MODULES = (preferences, properties, client, preview, layouts, operators, panels)
+_MODULES = (preferences, properties, client, preview, surface_preview, layouts, operators, panels)
 
 
 def register() -> None:

@@ -10,6 +10,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .import_mesh import select_only
 from .shape_jobs import (
+    PREVIEW_FILE_NAME,
     EngineStep,
     ShapeJobOperator,
     checked_objects,
@@ -18,6 +19,7 @@ from .shape_jobs import (
     export_objects,
     fresh_folder,
     import_result,
+    train_arguments,
 )
 
 # One shape: Fourier features of p fit it much faster (bench_shapes.py: IoU 0.998 against 0.941 in 120 s)
@@ -25,7 +27,8 @@ SINGLE_SHAPE_SETTINGS = {"onet": ["encoding_frequencies=4"]}
 
 
 class FIELDWORK_OT_fit_surface(ShapeJobOperator):
-    """Fit a watertight surface to each selected object (IGR or Occupancy Network) and add it beside the source"""
+    """Fit a watertight surface to each selected object (IGR or Occupancy Network) and add it beside the source;
+    the surface being fitted is shown over the viewport as it trains"""
 
     bl_idname = "fieldwork.fit_surface"
     bl_label = "Fit Surface"
@@ -67,22 +70,12 @@ class FIELDWORK_OT_fit_surface(ShapeJobOperator):
             budget = ["--minutes", repr(self.minutes)] + (["--steps", str(self.steps)] if self.steps else [])
             settings = [*SINGLE_SHAPE_SETTINGS.get(self.method, []), *self.settings.split()]
             budget += [argument for setting in settings for argument in ("--set", setting)]
+            view = self.preview.view_path if self.preview is not None else None
             steps.append(
                 EngineStep(
-                    engine(
-                        context,
-                        "train",
-                        str(dataset),
-                        "--method",
-                        self.method,
-                        "--out",
-                        str(run),
-                        "--no-eval",
-                        "--device",
-                        device(context),
-                        *budget,
-                    ),
+                    engine(context, *train_arguments(dataset, run, self.method, device(context), budget, view)),
                     f"fitting {obj.name} ({self.method})",
+                    preview=run / PREVIEW_FILE_NAME if view is not None else None,
                 )
             )
             steps.append(

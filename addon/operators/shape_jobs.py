@@ -21,12 +21,13 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from .. import engine_env, importers, preferences, shapes
+from .. import engine_env, importers, preferences, shapes, surface_preview
 from ..engine.data.shapes import ShapeError
 from ..paths import output_folder
 
 POLL_SECONDS = 0.25
 SHAPES_FOLDER = "surfaces"  # <Output Folder>/surfaces/<name>-N: a fit's shape dataset, run and mesh
+PREVIEW_FILE_NAME = "preview.png"  # the engine's picture in the run folder (engine/train/preview_file.py)
 SHAPE_SPACE_KEY = "fieldwork_shape_space"  # on the scene and the collection: the last shape-space run folder
 # The engine's progress bar: "\rigr [####....] step 12 loss ..."
 _BAR = re.compile(r"\[([#.]+)\]")
@@ -39,11 +40,13 @@ class ShapeJobError(RuntimeError):
 @dataclass
 class EngineStep:
     """One engine command. ``label`` is shown in the status bar; ``on_done(stdout)`` runs on Blender's main
-    thread once the command succeeded (imports a mesh, say)."""
+    thread once the command succeeded (imports a mesh, say); ``preview``: the picture the command renders
+    while it runs (train --preview-view), shown over the viewport."""
 
     command: list[str]
     label: str
     on_done: Callable[[str], None] | None = None
+    preview: Path | None = None
 
 
 @dataclass
@@ -128,6 +131,9 @@ class EngineSteps:
                 thread.join()
             self.child = None
 
+    def current(self) -> EngineStep | None:
+        return self.steps[self.index] if self.child is not None and self.index >= 0 else None
+
     def status(self) -> tuple[str, float]:
         """(what runs now, the fraction of all steps done, from the engine's progress bar within a step)."""
         if self.child is None or self.index < 0:
@@ -142,10 +148,12 @@ class EngineSteps:
 
 
 class ShapeJobOperator(bpy.types.Operator):
-    """A base of the shape operators: ``prepare(context)`` checks the input and returns the engine steps."""
+    """A base of the shape operators: ``prepare(context)`` checks the input and returns the engine steps.
+    Interactively, ``self.preview`` (set by ``prepare`` where a step renders a picture) follows the viewport."""
 
     _steps: EngineSteps | None = None
     _timer: Any = None
+    preview: surface_preview.SurfacePreview | None = None
 
     def prepare(self, context: bpy.types.Context) -> list[EngineStep]:
         raise NotImplementedError
@@ -167,10 +175,12 @@ class ShapeJobOperator(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
+        self.preview = surface_preview.start(context)
         try:
             self._steps = EngineSteps(self.prepare(context))
             self._steps.poll()
         except (ShapeJobError, ShapeError, engine_env.EngineSetupError, ValueError) as exc:
+            self._end(context)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self._timer = context.window_manager.event_timer_add(POLL_SECONDS, window=context.window)
@@ -198,12 +208,24 @@ class ShapeJobOperator(bpy.types.Operator):
             return {"FINISHED"}
         label, fraction = self._steps.status()
         context.workspace.status_text_set(f"Fieldwork: {label} {100 * fraction:.0f}% (Esc cancels)")
+        self._follow_preview(context)
         return {"PASS_THROUGH"}
+
+    def _follow_preview(self, context: bpy.types.Context) -> None:
+        step = self._steps.current() if self._steps is not None else None
+        if self.preview is None or step is None or step.preview is None:
+            return
+        self.preview.follow_region(context)
+        if self.preview.show(step.preview) is not None:
+            surface_preview.redraw()
 
     def _end(self, context: bpy.types.Context) -> None:
         if self._timer is not None:
             context.window_manager.event_timer_remove(self._timer)
             self._timer = None
+        if self.preview is not None:
+            surface_preview.stop()
+            self.preview = None
         context.workspace.status_text_set(None)
 
 
@@ -212,6 +234,18 @@ class ShapeJobOperator(bpy.types.Operator):
 
 def engine(context: bpy.types.Context, *arguments: str) -> list[str]:
     return engine_env.engine_command(preferences.resolve_engine_python(context), *arguments)
+
+
+def train_arguments(
+    dataset: Path, run: Path, method: str, device: str, budget: list[str], preview_view: Path | None
+) -> list[str]:
+    """The engine's train command of a shape job; with ``preview_view`` it renders the surface it fits from
+    that view into RUN/PREVIEW_FILE_NAME as it goes (addon/surface_preview.py keeps the view, shows it)."""
+    arguments = ["train", str(dataset), "--method", method, "--out", str(run), "--no-eval", "--device", device]
+    if preview_view is not None:
+        arguments += ["--preview-view", str(preview_view), "--preview-every", repr(surface_preview.PREVIEW_EVERY_S)]
+        arguments += ["--preview-size", str(surface_preview.PREVIEW_SIZE)]
+    return arguments + budget
 
 
 def device(context: bpy.types.Context) -> str:

@@ -8,6 +8,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..shapes import SHAPE_TYPES
 from .shape_jobs import (
+    PREVIEW_FILE_NAME,
     SHAPE_SPACE_KEY,
     EngineStep,
     ShapeJobError,
@@ -17,6 +18,7 @@ from .shape_jobs import (
     engine,
     export_objects,
     fresh_folder,
+    train_arguments,
 )
 
 # An Occupancy Network samples new shapes only when variational and unconditional (z from the prior).
@@ -70,21 +72,12 @@ class FIELDWORK_OT_shape_space(ShapeJobOperator):
             collection[SHAPE_SPACE_KEY] = str(run)
 
         self._summary = f"Shape space of {len(objects)} shapes from {collection.name!r}: {run}"
-        command = engine(
-            context,
-            "train",
-            str(dataset),
-            "--method",
-            self.method,
-            "--out",
-            str(run),
-            "--no-eval",
-            "--device",
-            device(context),
-            *budget,
-            *METHOD_SETTINGS[self.method],
-        )
-        return [EngineStep(command, f"learning {collection.name} ({self.method})", done)]
+        view = self.preview.view_path if self.preview is not None else None
+        arguments = train_arguments(dataset, run, self.method, device(context), budget, view)
+        command = engine(context, *arguments, *METHOD_SETTINGS[self.method])
+        # the preview shows the collection's first shape as the space learns it
+        preview = run / PREVIEW_FILE_NAME if view is not None else None
+        return [EngineStep(command, f"learning {collection.name} ({self.method})", done, preview)]
 
     def _collection(self, context: bpy.types.Context) -> bpy.types.Collection:
         if self.collection:

@@ -13,8 +13,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import EXIT_BAD_INPUT
+
+if TYPE_CHECKING:
+    from ..train.preview_file import PreviewFile
+    from ..train.trainer import Trainer
 
 HELP = "train a method (see `methods`) on its data; resumes a run folder's checkpoint"
 
@@ -81,6 +86,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read images a frame names outside the dataset's folder (absolute or ../ paths): trusted datasets only",
     )
+    parser.add_argument(
+        "--preview-view",
+        type=Path,
+        metavar="VIEW_JSON",
+        help="render the run from this view (a set_view message as JSON, read again when it changes) into "
+        "RUN_DIR/preview.png while it trains: a volume render, or a shape method's shaded surface",
+    )
+    parser.add_argument(
+        "--preview-every", type=float, default=1.0, metavar="SECONDS", help="at most one preview this often"
+    )
+    parser.add_argument("--preview-size", type=int, default=256, help="the preview's longest side at most, pixels")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -130,16 +146,35 @@ def run(args: argparse.Namespace) -> int:
             )
         try:
             trainer = Trainer.create(dataset, out_dir, config, scene_box=scene_box)
+            preview = _preview_file(args, trainer, out_dir)
         except (ValueError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
         with StopSignals() as stop:
-            result = trainer.fit(progress=not args.quiet, stop=stop)
+            result = trainer.fit(progress=not args.quiet, stop=stop, preview=preview)
     print(json.dumps(result, indent=2))
     if stop.requested:
         # stopped by a signal with the checkpoint saved: the shell's convention, so scripts can tell
         return 128 + int(getattr(signal, stop.signal_name or "SIGINT"))
     return 0
+
+
+def _preview_file(args: argparse.Namespace, trainer: Trainer, out_dir: Path) -> PreviewFile | None:
+    """The --preview-view writer, or None; a ValueError names a bad view file or a method with no picture."""
+    from .. import methods
+    from ..train.preview_file import PREVIEW_FILE_NAME, PreviewFile
+
+    if args.preview_view is None:
+        return None
+    if not args.preview_every >= 0.0:
+        raise ValueError(f"--preview-every must be >= 0 seconds, got {args.preview_every}")
+    if not 16 <= args.preview_size <= 4096:
+        raise ValueError(f"--preview-size must be between 16 and 4096 pixels, got {args.preview_size}")
+    if not trainer.spec.renders and trainer.spec.surface == methods.NO_SURFACE:
+        raise ValueError(f"method {args.method!r} has no picture from a view (neither rays nor a surface)")
+    return PreviewFile(
+        args.preview_view.expanduser(), out_dir / PREVIEW_FILE_NAME, args.preview_every, args.preview_size
+    )
 
 
 def _log_to(path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -63,6 +64,20 @@ class ShapeModel(Method):
 
     def inside(self, values: torch.Tensor) -> torch.Tensor:
         return values < 0.0 if self.sdf_output else values > 0.0
+
+    def outside_fn(self, trainer: Trainer) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Unit-cube points -> a scalar positive outside (the SDF, or minus the occupancy logit): what a
+        preview of the surface marches (Trainer.render). It shows the active code; a model with codes and
+        none active shows its first shape, which stands in the trainer's box."""
+        code = self.active_code
+        if code is None and type(self).code_of_shape is not ShapeModel.code_of_shape:
+            code = shape_condition(trainer).code
+
+        def outside(points: torch.Tensor) -> torch.Tensor:
+            values = self.field(points * 2.0 - 1.0, code)
+            return values * 0.5 if self.sdf_output else -values
+
+        return outside
 
     # -- codes ---------------------------------------------------------------------------------
 

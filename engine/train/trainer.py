@@ -42,6 +42,7 @@ from ..render.volume import blend_background
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .metrics import psnr, ssim
+from .preview_file import PreviewFile
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,16 @@ class StepStats:
     rays: int
     samples: int
     seconds: float
+
+
+@dataclass
+class _ViewPixels:
+    """Every pixel of one view: its camera and each pixel's row, column and camera index (all 0)."""
+
+    cameras: Cameras
+    rows: torch.Tensor
+    columns: torch.Tensor
+    camera_index: torch.Tensor
 
 
 @dataclass
@@ -433,9 +444,10 @@ class Trainer:
         interval = self.config.checkpoint_minutes * 60.0
         return interval > 0 and self.train_seconds - last_checkpoint_seconds >= interval
 
-    def fit(self, progress: bool = True, stop: Any = None) -> dict[str, Any]:
+    def fit(self, progress: bool = True, stop: Any = None, preview: PreviewFile | None = None) -> dict[str, Any]:
         """Train until the budget is used or ``stop.requested`` (a run_folder.StopSignals: Ctrl-C, SIGTERM),
-        checkpointing by steps and training time on the way; then save, and evaluate unless stopped."""
+        checkpointing by steps and training time on the way, writing ``preview``'s picture when it is due;
+        then save, and evaluate unless stopped."""
         last_print = 0.0
         last_checkpoint = self.train_seconds
         while not self.is_done() and not (stop is not None and stop.requested):
@@ -443,6 +455,8 @@ class Trainer:
             if self.checkpoint_due(last_checkpoint):
                 self.save_checkpoint()
                 last_checkpoint = self.train_seconds
+            if preview is not None:
+                preview.maybe_write(self)
             now = time.perf_counter()
             if progress and (now - last_print > 0.5 or self.is_done()):
                 last_print = now
@@ -450,6 +464,8 @@ class Trainer:
         if progress:
             sys.stderr.write("\n")
         self.save_checkpoint()
+        if preview is not None:
+            preview.maybe_write(self, final=True)
         if stop is not None and stop.requested:
             log.info("%s at step %d: checkpoint saved, stopping", stop.signal_name, self.step)
             return {"stopped": stop.signal_name, "step": self.step, "train_seconds": self.train_seconds}
@@ -481,21 +497,30 @@ class Trainer:
             raise ValueError(f"method {self.config.method!r} does not render rays")
         return self.model
 
-    @torch.no_grad()
-    def render(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
-        """Render a pinhole camera (world pose, Blender convention) in chunks of config.render_chunk_rays."""
-        model = self._radiance_model()
+    def _view_pixels(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> _ViewPixels:
         matrix = np.asarray(camera_to_world, dtype=np.float64)
         if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
             raise ValueError(f"camera_to_world must be a finite 4x4 matrix, got shape {matrix.shape}")
         pose = torch.tensor(matrix, dtype=torch.float32, device=self.device)[None]
-        cameras = Cameras.from_intrinsics(pose, [intrinsics])
-        height, width = intrinsics.height, intrinsics.width
         rows, columns = torch.meshgrid(
-            torch.arange(height, device=self.device), torch.arange(width, device=self.device), indexing="ij"
+            torch.arange(intrinsics.height, device=self.device),
+            torch.arange(intrinsics.width, device=self.device),
+            indexing="ij",
         )
         rows, columns = rows.reshape(-1), columns.reshape(-1)
-        camera_index = torch.zeros_like(rows)
+        return _ViewPixels(Cameras.from_intrinsics(pose, [intrinsics]), rows, columns, torch.zeros_like(rows))
+
+    @torch.no_grad()
+    def render(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
+        """Render a pinhole camera (world pose, Blender convention) in chunks of config.render_chunk_rays:
+        volume rendering for a method that renders rays, else a shaded picture of its surface (a shape
+        method's SDF or occupancy, engine/render/surface_preview.py)."""
+        if not isinstance(self.model, RadianceModel) and callable(getattr(self.model, "outside_fn", None)):
+            return self._render_surface(camera_to_world, intrinsics)
+        model = self._radiance_model()
+        view = self._view_pixels(camera_to_world, intrinsics)
+        cameras, rows, columns, camera_index = view.cameras, view.rows, view.columns, view.camera_index
+        height, width = intrinsics.height, intrinsics.width
         background = self._evaluation_background()
         rgb, depth, opacity = [], [], []
         model.eval()
@@ -568,6 +593,36 @@ class Trainer:
     def evaluation_seconds_bound(self) -> float:
         """A time budget's evaluation may take at most EVALUATION_SHARE of it (0: no bound without one)."""
         return EVALUATION_SHARE * self.config.minutes * 60.0
+
+    @torch.no_grad()
+    def _render_surface(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
+        from ..render.surface_preview import shade_surface
+
+        view = self._view_pixels(camera_to_world, intrinsics)
+        cameras, rows, columns, camera_index = view.cameras, view.rows, view.columns, view.camera_index
+        height, width = intrinsics.height, intrinsics.width
+        up = cameras.camera_to_world[0, :3, 1]
+        camera_up = up / up.norm().clamp(min=1e-12)  # the unit cube is the world scaled and moved: axes are kept
+        self.model.eval()
+        outside = self.model.outside_fn(self)  # type: ignore[operator]
+        is_distance = self.spec.surface == SDF  # sphere-traced; an occupancy is marched
+        shade, depth, opacity = [], [], []
+        # a ray asks up to 36 points at once (an occupancy's march), like a volume render's samples
+        chunk_rays = max(256, self.config.render_chunk_rays // 4)
+        for start in range(0, rows.numel(), chunk_rays):
+            chunk = slice(start, start + chunk_rays)
+            rays = pixel_rays(cameras, camera_index[chunk], columns[chunk], rows[chunk])
+            unit = unit_rays(rays, self.normalization)
+            with self._autocast():
+                image = shade_surface(outside, unit.origins, unit.directions, camera_up, is_distance)
+            shade.append(image.shade.float())
+            depth.append(image.t.float() * self.normalization.size / rays.directions.norm(dim=-1))
+            opacity.append(image.hit.float())
+        return RenderOutput(
+            rgb=torch.cat(shade).view(height, width, 3).cpu().numpy().astype(np.float32),
+            depth=torch.cat(depth).view(height, width).cpu().numpy().astype(np.float32),
+            opacity=torch.cat(opacity).view(height, width).cpu().numpy().astype(np.float32),
+        )
 
     @torch.no_grad()
     def query_surface(self, points_world: np.ndarray) -> np.ndarray:
