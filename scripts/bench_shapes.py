@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from addon import shapes  # noqa: E402
 from addon.engine.data.shapes import ShapeSampleConfig, read_shape_dataset, shape_samples  # noqa: E402
 
-SECTIONS = ("export", "igr", "onet", "conditional", "deepsdf", "mise")
+SECTIONS = ("export", "igr", "onet", "conditional", "deepsdf", "mise", "preview")
 
 
 # ---------------------------------------------------------------------------- ground truth in Blender
@@ -203,6 +203,49 @@ def train_until(
     return trainer, history
 
 
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Camera-to-world (Blender: the camera looks down -Z, +Y up) at ``eye`` looking at ``target``."""
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2], matrix[:3, 3] = right, np.cross(right, forward), -forward, eye
+    return matrix
+
+
+def bench_preview(dataset: Path, folder: Path, method: str, settings: dict, seconds: float, device: str) -> None:
+    """Fit Surface's live preview: ``seconds`` of training with previews as the operator asks for them (every
+    4 s, at most 128 px, a tenth of the time) from a 3/4 view of a 640x480 viewport; their count, cost and
+    size, and what the final full-size one costs."""
+    from addon.surface_preview import PREVIEW_EVERY_S, PREVIEW_SIZE
+    from engine.train.preview_file import PreviewFile
+
+    geometry = read_shape_dataset(dataset).geometry(read_shape_dataset(dataset).shapes[0])
+    centre = 0.5 * (geometry.box[0] + geometry.box[1])
+    size = float(np.max(geometry.box[1] - geometry.box[0]))
+    header = {
+        "type": "set_view",
+        "camera_to_world": look_at(centre + size * np.array([1.2, -1.6, 0.9]), centre).tolist(),
+        "fl_x": 700.0, "fl_y": 700.0, "cx": 320.0, "cy": 240.0, "width": 640, "height": 480,
+    }  # fmt: skip
+    view = folder / f"preview-view-{method}.json"
+    view.write_text(json.dumps(header))
+    trainer, _ = train_until(dataset, folder / f"preview-{method}", method, settings, seconds, 0, device)
+    preview = PreviewFile(view, folder / f"preview-{method}.png", PREVIEW_EVERY_S, PREVIEW_SIZE)
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        trainer.train_step()
+        preview.maybe_write(trainer)
+    written, spent, side = preview.written, preview.seconds, preview.last_side
+    final_started = time.perf_counter()
+    preview.maybe_write(trainer, final=True)
+    print(
+        f"  => {method} ({settings or 'defaults'}): {written} previews in {seconds:.0f} s of wall clock "
+        f"({trainer.step} steps), {spent / max(1, written):.2f} s each, {100 * spent / seconds:.1f}% of the time, "
+        f"the last at {side} px; the final one at {preview.last_side} px: {time.perf_counter() - final_started:.2f} s"
+    )
+
+
 def settings_of(text: str) -> dict[str, Any]:
     """'key=value,key=value' (values as JSON) -> a dict of method settings."""
     return {key: json.loads(value) for key, value in (item.split("=") for item in text.split(",") if item)}
@@ -230,6 +273,7 @@ def main() -> None:
     parser.add_argument("--onet-settings", default="", help="extra single-shape onet settings, key=value,...")
     parser.add_argument("--igr-shapes", type=int, default=2, help="1: the Suzanne only")
     parser.add_argument("--igr-clean-only", action="store_true", help="no scan-like input")
+    parser.add_argument("--preview-seconds", type=float, default=60.0, help="wall clock per preview measurement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--keep", type=Path, help="keep the datasets and runs here")
     args = parser.parse_args(sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:])
@@ -364,6 +408,11 @@ def main() -> None:
             f"{result['iou']:.3f}, normal consistency {result['normal_consistency']:.3f} over {len(result['shapes'])} "
             f"shapes ({time.perf_counter() - started:.0f} s with code fitting), {trainer.step} steps"
         )
+
+    if "preview" in args.only:
+        print(f"\nFit Surface's live preview of the Suzanne, {args.preview_seconds:.0f} s each")
+        for method, settings in (("igr", {}), ("onet", {"encoding_frequencies": 4})):
+            bench_preview(suzanne_dir, folder, method, settings, args.preview_seconds, args.device)
 
     if "mise" in args.only and trained_igr is not None:
         from engine.mesh.extract import ExtractSettings, SamplingMethod, extract_mesh_from_trainer

@@ -22,7 +22,6 @@ missed pushes the occupancy up at its likeliest point (the highest logit it marc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as functional
@@ -31,6 +30,7 @@ from torch import nn
 from ..encodings.hash_grid import HashGrid
 from ..encodings.positional import PositionalEncoding
 from ..methods.dvr import DvrConfig
+from ..render.surfaces import SurfaceHits, find_surface
 from ..render.volume import RenderedRays
 from .base import (
     MethodContext,
@@ -54,73 +54,13 @@ INSIDE_DENSITY = 1e4
 MIN_DIRECTIONAL_DERIVATIVE = 1e-3
 
 
-@dataclass
-class SurfaceSearch:
-    """Per ray: hit (n,) whether it crosses from outside to inside; t (n,) the surface's distance along the
-    unit direction (t_near where it missed); marched_t, marched_logits (n, n_steps) the marching samples."""
-
-    hit: torch.Tensor
-    t: torch.Tensor
-    marched_t: torch.Tensor
-    marched_logits: torch.Tensor
-
-
-@torch.no_grad()
-def find_surface(
-    logit_fn: LogitFunction,
-    origins: torch.Tensor,
-    directions: torch.Tensor,
-    t_near: torch.Tensor,
-    t_far: torch.Tensor,
-    n_steps: int,
-    n_secant: int,
-    level: float = 0.0,
-) -> SurfaceSearch:
-    """The first crossing of ``logit_fn = level`` (outside below, inside above) along each ray: ``n_steps``
-    uniform samples over [t_near, t_far] (origins, directions (n, 3); t_near, t_far (n,)), then ``n_secant``
-    secant steps inside the bracketing interval. A ray whose first sample is already inside has no crossing."""
-    if n_steps < 2:
-        raise ValueError(f"marching needs at least 2 steps, got {n_steps}")
-    n_rays = origins.shape[0]
-    fractions = torch.linspace(0.0, 1.0, n_steps, device=origins.device)
-    t = t_near[:, None] + (t_far - t_near)[:, None] * fractions[None, :]  # (n, s)
-    points = origins[:, None, :] + directions[:, None, :] * t[..., None]
-    logits = logit_fn(points.reshape(-1, 3)).float().reshape(n_rays, n_steps)
-    values = logits - level
-    crossing = (values[:, :-1] < 0) & (values[:, 1:] >= 0)
-    # the first crossing; every sample before it is outside, so it is where the ray enters
-    first = torch.argmax(crossing.to(torch.uint8), dim=1)
-    hit = crossing.any(dim=1) & (values[:, 0] < 0) & (t_far > t_near)
-    rows = torch.arange(n_rays, device=origins.device)
-    t_low, t_high = t[rows, first], t[rows, first + 1]
-    f_low, f_high = values[rows, first], values[rows, first + 1]
-    index = hit.nonzero(as_tuple=True)[0]
-    t_low, t_high, f_low, f_high = t_low[index], t_high[index], f_low[index], f_high[index]
-    origins_hit, directions_hit = origins[index], directions[index]
-    for _ in range(n_secant):
-        t_middle = _secant(t_low, t_high, f_low, f_high)
-        f_middle = logit_fn(origins_hit + directions_hit * t_middle[:, None]).float() - level
-        outside = f_middle < 0
-        t_low, f_low = torch.where(outside, t_middle, t_low), torch.where(outside, f_middle, f_low)
-        t_high, f_high = torch.where(outside, t_high, t_middle), torch.where(outside, f_high, f_middle)
-    surface_t = t_near.clone()
-    surface_t[index] = _secant(t_low, t_high, f_low, f_high)
-    return SurfaceSearch(hit=hit, t=surface_t, marched_t=t, marched_logits=logits)
-
-
-def _secant(t_low: torch.Tensor, t_high: torch.Tensor, f_low: torch.Tensor, f_high: torch.Tensor) -> torch.Tensor:
-    """Where the line through (t_low, f_low < 0) and (t_high, f_high >= 0) crosses zero; inside the bracket."""
-    slope = (f_high - f_low).clamp(min=1e-12)
-    return (t_low - f_low * (t_high - t_low) / slope).clamp(min=t_low, max=t_high)
-
-
 def implicit_surface_points(
     logit_fn: LogitFunction, origins: torch.Tensor, directions: torch.Tensor, t: torch.Tensor, level: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Surface points (n, 3) = origins + t directions whose gradient with respect to the parameters of
     ``logit_fn`` is DVR's implicit one, -w (grad_p f . w)^-1 df/dtheta; and f - level there (n,), with its graph.
-    origins, directions (n, 3), t (n,) from :func:`find_surface`. ``logit_fn`` must be differentiable in its
-    points (for grad_p f) and its parameters."""
+    origins, directions (n, 3), t (n,) from engine/render/surfaces.find_surface. ``logit_fn`` must be
+    differentiable in its points (for grad_p f) and its parameters."""
     with torch.enable_grad():
         found = (origins + directions * t[:, None]).detach().requires_grad_(True)
         value = logit_fn(found).float() - level
@@ -219,15 +159,18 @@ class DvrModel(RadianceModel):
             )
         self.field = DvrField(config, max(1, finest_resolution))
 
-    def _search(self, rays: RayBundle) -> SurfaceSearch:
+    def _search(self, rays: RayBundle) -> SurfaceHits:
+        """The first entry into the occupancy (logit 0) along each ray; a ray that starts inside enters none.
+        The scalar marched is minus the logit, so marched_values are minus the marched logits."""
         return find_surface(
-            self.field.logits,
+            lambda points: -self.field.logits(points),
             rays.origins,
             rays.directions,
             rays.t_near,
             rays.t_far,
             self.config.marching_steps,
             self.config.secant_steps,
+            from_outside_only=True,
         )
 
     def render_rays(self, rays: RayBundle, training: bool, generator: torch.Generator | None) -> ModelOutput:
@@ -280,7 +223,7 @@ class DvrModel(RadianceModel):
         return StepResult(loss=loss, figures=figures, samples=samples)
 
     def _mask_loss(
-        self, rays: RayBundle, search: SurfaceSearch, inside_mask: torch.Tensor, generator: torch.Generator | None
+        self, rays: RayBundle, search: SurfaceHits, inside_mask: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
         """Free-space loss (outside the mask: BCE towards empty at the hit, or a random point of a missing ray)
         plus occupancy loss (inside the mask but missed: BCE towards full at the ray's highest logit), per ray."""
@@ -288,7 +231,8 @@ class DvrModel(RadianceModel):
         rows = torch.arange(n_rays, device=rays.origins.device)
         jitter = torch.rand(n_rays, device=rays.origins.device, generator=generator)
         random_t = rays.t_near + (rays.t_far - rays.t_near) * jitter
-        likeliest_t = search.marched_t[rows, search.marched_logits.argmax(dim=1)]
+        assert search.marched_t is not None and search.marched_values is not None  # find_surface's
+        likeliest_t = search.marched_t[rows, search.marched_values.argmin(dim=1)]  # the highest logit
         outside = ~inside_mask
         missed_inside = inside_mask & ~search.hit
         t = torch.where(outside, torch.where(search.hit, search.t, random_t), likeliest_t)

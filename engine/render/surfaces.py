@@ -64,10 +64,14 @@ def logistic_density(sdf: torch.Tensor, inverse_s: torch.Tensor | float) -> torc
 @dataclass
 class SurfaceHits:
     """The first surface crossing along each ray. t: (n_rays,) distance of the crossing (t_far where
-    none); hit: (n_rays,) bool, a crossing from outside to inside was found."""
+    none); hit: (n_rays,) bool, a crossing from outside to inside was found; marched_t, marched_values:
+    (n_rays, n_steps) the uniform samples and the scalar there, from find_surface (DVR's losses pick points
+    among them), None from a search that takes no uniform steps (a sphere tracer)."""
 
     t: torch.Tensor
     hit: torch.Tensor
+    marched_t: torch.Tensor | None = None
+    marched_values: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -79,10 +83,13 @@ def find_surface(
     t_far: torch.Tensor,
     n_steps: int = 64,
     secant_steps: int = 8,
+    from_outside_only: bool = False,
 ) -> SurfaceHits:
-    """UNISURF's root finding: ``n_steps`` uniform points in [t_near, t_far] per ray, the first interval
-    whose scalar goes from positive (outside) to non-positive (inside), then ``secant_steps`` of the secant
-    method (regula falsi: the bracket is kept, so it never leaves the interval).
+    """UNISURF's and DVR's root finding: ``n_steps`` uniform points in [t_near, t_far] per ray, the first
+    interval whose scalar goes from positive (outside) to non-positive (inside), then ``secant_steps`` of
+    the secant method (regula falsi: the bracket is kept, so it never leaves the interval) on the rays
+    that have one. ``from_outside_only``: a ray whose first point is inside has no crossing (DVR: it
+    enters no surface), rather than its first re-entry.
 
     scalar_fn: (n, 3) -> (n,), zero on the surface, positive outside (for an occupancy o: 0.5 - o or
     -logit(o)); origins, directions: (n_rays, 3); t_near, t_far: (n_rays,)."""
@@ -95,19 +102,28 @@ def find_surface(
     values = scalar_fn(points.view(-1, 3)).view(n_rays, n_steps).float()
     crossing = (values[:, :-1] > 0) & (values[:, 1:] <= 0)
     hit = crossing.any(dim=-1) & (t_far > t_near)
+    if from_outside_only:
+        hit &= values[:, 0] > 0
     first = torch.argmax(crossing.to(torch.int8), dim=-1)  # first True (0 where none, masked by hit)
-    rows = torch.arange(n_rays, device=origins.device)
-    t_low, t_high = t[rows, first], t[rows, first + 1]
-    value_low, value_high = values[rows, first], values[rows, first + 1]
+    index = hit.nonzero(as_tuple=True)[0]
+    t_low, t_high = t[index, first[index]], t[index, first[index] + 1]
+    value_low, value_high = values[index, first[index]], values[index, first[index] + 1]
+    origins_hit, directions_hit = origins[index], directions[index]
     for _ in range(secant_steps):
-        span = value_low - value_high
-        t_mid = t_low + (t_high - t_low) * value_low / torch.where(span.abs() < 1e-12, torch.ones_like(span), span)
-        t_mid = torch.minimum(torch.maximum(t_mid, t_low), t_high)
-        value_mid = scalar_fn(origins + directions * t_mid[:, None]).float()
+        t_mid = _secant(t_low, t_high, value_low, value_high)
+        value_mid = scalar_fn(origins_hit + directions_hit * t_mid[:, None]).float()
         outside = value_mid > 0
         t_low, value_low = torch.where(outside, t_mid, t_low), torch.where(outside, value_mid, value_low)
         t_high, value_high = torch.where(outside, t_high, t_mid), torch.where(outside, value_high, value_mid)
-    span = value_low - value_high
-    t_root = t_low + (t_high - t_low) * value_low / torch.where(span.abs() < 1e-12, torch.ones_like(span), span)
-    t_root = torch.minimum(torch.maximum(t_root, t_low), t_high)
-    return SurfaceHits(t=torch.where(hit, t_root, t_far), hit=hit)
+    surface_t = t_far.clone()
+    surface_t[index] = _secant(t_low, t_high, value_low, value_high).to(surface_t.dtype)
+    return SurfaceHits(t=surface_t, hit=hit, marched_t=t, marched_values=values)
+
+
+def _secant(
+    t_low: torch.Tensor, t_high: torch.Tensor, value_low: torch.Tensor, value_high: torch.Tensor
+) -> torch.Tensor:
+    """Where the line through (t_low, value_low > 0) and (t_high, value_high <= 0) crosses zero, inside the
+    bracket."""
+    span = (value_low - value_high).clamp(min=1e-12)
+    return torch.minimum(torch.maximum(t_low + (t_high - t_low) * value_low / span, t_low), t_high)

@@ -59,6 +59,8 @@ class PreviewFile:
             min_interval_s=min_interval_s, max_side=max_side, budget_fraction=share, first_side=min(64, max_side)
         )
         self.written = 0
+        self.seconds = 0.0  # spent rendering and writing previews
+        self.last_side = 0
 
     def _stamp(self) -> tuple[int, int]:
         try:
@@ -101,4 +103,6 @@ class PreviewFile:
         self.scheduler.record(ended - started, view.width * view.height, ended)
         self._view_changed = False
         self.written += 1
+        self.seconds += ended - started
+        self.last_side = max(view.width, view.height)
         return True

@@ -106,10 +106,11 @@ def test_an_occupancy_is_marched_only_near_its_surface() -> None:
     origins, directions = camera_rays()
     t_near, t_far = ray_box_intersection(origins, directions)
     # a trained network's logit goes from confidently outside to inside over a few percent of the box
-    counted, calls = counting(lambda p: 4.0 * sphere_minus_logit(p))
+    steep = lambda p: 4.0 * sphere_minus_logit(p)  # noqa: E731
+    counted, calls = counting(steep)
     near_surface = skip_empty_space(counted, origins.device)
     lattice_calls = calls[0]
     skipped = find_surface(near_surface, origins, directions, t_near, t_far, n_steps=32, secant_steps=4)
-    full = find_surface(lambda p: 4.0 * sphere_minus_logit(p), origins, directions, t_near, t_far, n_steps=32, secant_steps=4)
+    full = find_surface(steep, origins, directions, t_near, t_far, n_steps=32, secant_steps=4)
     assert (skipped.hit == full.hit).all() and torch.allclose(skipped.t[full.hit], full.t[full.hit])
     assert lattice_calls == 17**3 and calls[0] - lattice_calls < 0.5 * 36 * origins.shape[0]
