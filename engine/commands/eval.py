@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.inference import evaluation_bar
     from ..train.run_folder import check_readable_run
-    from ..train.trainer import Trainer, evaluation_bar
+    from ..train.trainer import Trainer
 
     try:
         check_readable_run(args.run_dir.expanduser())
