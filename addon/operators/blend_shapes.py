@@ -1,9 +1,10 @@
-"""FIELDWORK_OT_blend_shapes: the shapes between two shapes of a shape space, one mesh per step."""
+"""FIELDWORK_OT_blend_shapes: the shapes between two shapes of a shape space, one mesh per step; optionally
+keyed so that one mesh shows at a time over the timeline (the blend as an animation of mesh swaps)."""
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, IntProperty, StringProperty
 
 from .shape_jobs import EngineStep, ShapeJobError, ShapeJobOperator, device, engine, import_result, shape_space_run
 
@@ -22,18 +23,31 @@ class FIELDWORK_OT_blend_shapes(ShapeJobOperator):
         name="Steps", description="Meshes from one to the other, both ends included", default=5, min=2, max=64
     )
     resolution: IntProperty(name="Resolution", default=96, min=16, max=1024)  # type: ignore[valid-type]
+    animate: BoolProperty(  # type: ignore[valid-type]
+        name="Animate",
+        description="Key the meshes' visibility so that one shows at a time, from the current frame on",
+    )
+    frames_per_step: IntProperty(  # type: ignore[valid-type]
+        name="Frames per Step", description="How long each mesh shows when animated", default=10, min=1, max=10000
+    )
 
     def prepare(self, context: bpy.types.Context) -> list[EngineStep]:
         run = shape_space_run(context, self.run_dir)
         first, second = self._names(context)
         self._made: list[str] = []
+        assert context.scene is not None
+        start = context.scene.frame_current
         steps = []
         for index in range(self.count):
             t = index / (self.count - 1)
             mesh = run / "meshes" / f"blend-{first}-{second}-{index}.ply"
 
             def done(_stdout: str, mesh=mesh, index=index) -> None:  # type: ignore[no-untyped-def]
-                self._made.append(import_result(context, mesh, str(run), f"Blend {first}-{second} {index}").name)
+                obj = import_result(context, mesh, str(run), f"Blend {first}-{second} {index}")
+                if self.animate:
+                    first_frame = start + index * self.frames_per_step
+                    key_shown_between(obj, first_frame, self.frames_per_step, index == 0, index == self.count - 1)
+                self._made.append(obj.name)
 
             command = engine(
                 context,
@@ -66,7 +80,22 @@ class FIELDWORK_OT_blend_shapes(ShapeJobOperator):
         return active.name, others[0].name
 
     def finished_message(self) -> str:
-        return f"Blended: {', '.join(self._made)}"
+        frames = f", one every {self.frames_per_step} frames" if self.animate else ""
+        return f"Blended: {', '.join(self._made)}{frames}"
+
+
+def key_shown_between(obj: bpy.types.Object, first_frame: int, frames: int, first: bool, last: bool) -> None:
+    """Key ``obj`` shown (viewport and render) for ``frames`` frames from ``first_frame`` and hidden around
+    them; the first step is shown before its frames too and the last after, so the blend holds its ends.
+    Booleans are keyed with constant interpolation, so each swap is a cut. The object is left as it is at
+    ``first_frame`` of the first step (the current frame)."""
+    keys = ([] if first else [(first_frame - 1, True)]) + [(first_frame, False)]
+    keys += [] if last else [(first_frame + frames, True)]
+    for frame, hidden in keys:
+        obj.hide_viewport = obj.hide_render = hidden
+        obj.keyframe_insert("hide_viewport", frame=frame)
+        obj.keyframe_insert("hide_render", frame=frame)
+    obj.hide_viewport = obj.hide_render = not first
 
 
 CLASSES = (FIELDWORK_OT_blend_shapes,)

@@ -136,6 +136,16 @@ def test_a_shape_space_makes_new_blended_and_completed_shapes(shape_scene: bpy.t
 
     assert bpy.ops.fieldwork.blend_shapes(first="Ball.0", second="Ball.2", count=2, **settings) == {"FINISHED"}
     assert {"Blend Ball.0-Ball.2 0", "Blend Ball.0-Ball.2 1"} <= set(_fieldwork_objects())
+    # animated: one mesh shows at a time, each for its frames, the ends held
+    shape_scene.frame_set(20)
+    assert bpy.ops.fieldwork.blend_shapes(
+        first="Ball.2", second="Ball.0", count=3, animate=True, frames_per_step=5, **settings
+    ) == {"FINISHED"}
+    steps = [bpy.data.objects[f"Blend Ball.2-Ball.0 {index}"] for index in range(3)]
+    for frame, shown in ((10, 0), (20, 0), (24, 0), (25, 1), (29, 1), (30, 2), (90, 2)):
+        shape_scene.frame_set(frame)
+        assert [not obj.hide_render for obj in steps] == [index == shown for index in range(3)], frame
+        assert [not obj.hide_viewport for obj in steps] == [index == shown for index in range(3)], frame
 
     bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5, location=(0.0, -3.0, 0.0), segments=12, ring_count=6)
     partial = bpy.context.active_object
