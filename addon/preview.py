@@ -130,10 +130,10 @@ def _on_drained(session: client.EngineSession, result: client.DrainResult) -> No
     if result.ended or (result.progressed and now - _curve_drawn_at >= CURVE_INTERVAL_S):
         show_curve(session.state.history)
         _curve_drawn_at = now
-    _tag_redraw()
+    tag_redraw()
 
 
-def _tag_redraw() -> None:
+def tag_redraw() -> None:
     window_manager = bpy.context.window_manager
     if window_manager is None:
         return

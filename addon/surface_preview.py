@@ -21,7 +21,7 @@ import numpy as np
 from gpu_extras.presets import draw_texture_2d
 
 from .engine.atomic import write_text_atomic
-from .preview import OWNER_PROPERTY, find_owned_image, view_from_matrices
+from .preview import OWNER_PROPERTY, find_owned_image, tag_redraw, view_from_matrices
 
 IMAGE_NAME = "Fieldwork Surface Preview"
 ROLE = "surface_preview"
@@ -119,7 +119,7 @@ def stop() -> None:
     if _active is not None:
         _active.close()
         _active = None
-    redraw()
+    tag_redraw()
 
 
 def _viewport_of(context: bpy.types.Context) -> tuple[Any, Any] | None:
@@ -146,16 +146,6 @@ def _region_by_pointer(context: bpy.types.Context, pointer: int) -> tuple[Any, A
                 if region.as_pointer() == pointer:
                     return region, area.spaces.active.region_3d
     return None
-
-
-def redraw() -> None:
-    window_manager = bpy.context.window_manager
-    if window_manager is None:
-        return
-    for window in window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in {"VIEW_3D", "IMAGE_EDITOR"}:
-                area.tag_redraw()
 
 
 def _draw() -> None:

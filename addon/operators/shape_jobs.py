@@ -24,6 +24,7 @@ from mathutils import Matrix
 from .. import engine_env, importers, preferences, shapes, surface_preview
 from ..engine.data.shapes import ShapeError
 from ..paths import output_folder
+from ..preview import tag_redraw
 
 POLL_SECONDS = 0.25
 SHAPES_FOLDER = "surfaces"  # <Output Folder>/surfaces/<name>-N: a fit's shape dataset, run and mesh
@@ -217,7 +218,7 @@ class ShapeJobOperator(bpy.types.Operator):
             return
         self.preview.follow_region(context)
         if self.preview.show(step.preview) is not None:
-            surface_preview.redraw()
+            tag_redraw()
 
     def _end(self, context: bpy.types.Context) -> None:
         if self._timer is not None:
