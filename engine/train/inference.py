@@ -148,6 +148,36 @@ class RunInference:
             opacity=torch.cat(opacity).view(height, width).cpu().numpy().astype(np.float32),
         )
 
+    @torch.no_grad()
+    def _render_surface(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
+        from ..render.surface_preview import shade_surface
+
+        view = self._view_pixels(camera_to_world, intrinsics)
+        cameras, rows, columns, camera_index = view.cameras, view.rows, view.columns, view.camera_index
+        height, width = intrinsics.height, intrinsics.width
+        up = cameras.camera_to_world[0, :3, 1]
+        camera_up = up / up.norm().clamp(min=1e-12)  # the unit cube is the world scaled and moved: axes are kept
+        self.model.eval()
+        outside = self.model.outside_fn(self)  # type: ignore[operator]
+        is_distance = self.spec.surface == SDF  # sphere-traced; an occupancy is marched
+        shade, depth, opacity = [], [], []
+        # a ray asks up to 36 points at once (an occupancy's march), like a volume render's samples
+        chunk_rays = max(256, self.config.render_chunk_rays // 4)
+        for start in range(0, rows.numel(), chunk_rays):
+            chunk = slice(start, start + chunk_rays)
+            rays = pixel_rays(cameras, camera_index[chunk], columns[chunk], rows[chunk])
+            unit = unit_rays(rays, self.normalization)
+            with self._autocast():
+                image = shade_surface(outside, unit.origins, unit.directions, camera_up, is_distance)
+            shade.append(image.shade.float())
+            depth.append(image.t.float() * self.normalization.size / rays.directions.norm(dim=-1))
+            opacity.append(image.hit.float())
+        return RenderOutput(
+            rgb=torch.cat(shade).view(height, width, 3).cpu().numpy().astype(np.float32),
+            depth=torch.cat(depth).view(height, width).cpu().numpy().astype(np.float32),
+            opacity=torch.cat(opacity).view(height, width).cpu().numpy().astype(np.float32),
+        )
+
     def evaluate(
         self,
         frame_indices: list[int] | None = None,
@@ -202,36 +232,6 @@ class RunInference:
     def evaluation_seconds_bound(self) -> float:
         """A time budget's evaluation may take at most EVALUATION_SHARE of it (0: no bound without one)."""
         return EVALUATION_SHARE * self.config.minutes * 60.0
-
-    @torch.no_grad()
-    def _render_surface(self, camera_to_world: np.ndarray, intrinsics: Intrinsics) -> RenderOutput:
-        from ..render.surface_preview import shade_surface
-
-        view = self._view_pixels(camera_to_world, intrinsics)
-        cameras, rows, columns, camera_index = view.cameras, view.rows, view.columns, view.camera_index
-        height, width = intrinsics.height, intrinsics.width
-        up = cameras.camera_to_world[0, :3, 1]
-        camera_up = up / up.norm().clamp(min=1e-12)  # the unit cube is the world scaled and moved: axes are kept
-        self.model.eval()
-        outside = self.model.outside_fn(self)  # type: ignore[operator]
-        is_distance = self.spec.surface == SDF  # sphere-traced; an occupancy is marched
-        shade, depth, opacity = [], [], []
-        # a ray asks up to 36 points at once (an occupancy's march), like a volume render's samples
-        chunk_rays = max(256, self.config.render_chunk_rays // 4)
-        for start in range(0, rows.numel(), chunk_rays):
-            chunk = slice(start, start + chunk_rays)
-            rays = pixel_rays(cameras, camera_index[chunk], columns[chunk], rows[chunk])
-            unit = unit_rays(rays, self.normalization)
-            with self._autocast():
-                image = shade_surface(outside, unit.origins, unit.directions, camera_up, is_distance)
-            shade.append(image.shade.float())
-            depth.append(image.t.float() * self.normalization.size / rays.directions.norm(dim=-1))
-            opacity.append(image.hit.float())
-        return RenderOutput(
-            rgb=torch.cat(shade).view(height, width, 3).cpu().numpy().astype(np.float32),
-            depth=torch.cat(depth).view(height, width).cpu().numpy().astype(np.float32),
-            opacity=torch.cat(opacity).view(height, width).cpu().numpy().astype(np.float32),
-        )
 
     @torch.no_grad()
     def query_surface(self, points_world: np.ndarray) -> np.ndarray:
