@@ -6,10 +6,13 @@
 
 Scenes: ``demo`` is the demo's own (scripts/demo.py: a subdivided, textured Suzanne, 40 cameras on a ring,
 64 px); ``cup`` has thin parts and a concavity (an open spherical bowl with a thin wall and a thin ring
-handle, built as a mesh from an analytic SDF, same cameras). Each method trains for ``--minutes`` (512-ray
-steps, as the demo), a mesh is extracted with MISE at ``--resolution`` (ngp with and without filling
-unseen space; the surface methods never fill) and compared with the scene's own triangles: Chamfer-L1 and
-F-score at 1% of the scene box diagonal (engine/mesh/metrics.py, as bench_mesh.py), normal consistency,
+handle, built as a mesh from an analytic SDF, same cameras); ``synthetic`` is a dataset as other tools
+write it (scripts/make_synthetic_dataset.py: NeRF-synthetic layout, 100 cameras on a sphere, 100 px,
+``camera_angle_x`` only, no scene box). Each method trains for ``--minutes`` (512-ray steps, as the demo;
+``--defaults``: as ``python -m engine train`` does, the sample budget's rays and its warm-up), a mesh is
+extracted with MISE at ``--resolution`` (ngp with and without filling unseen space; the surface methods
+never fill) and compared with the scene's own triangles: Chamfer-L1 and F-score at 1% of the scene box
+diagonal (engine/mesh/metrics.py, as bench_mesh.py), normal consistency,
 connected components (floaters), and held-out PSNR. Rows are appended to ``bench_surfaces.json`` in
 ``--out`` as they finish. Figures depend on the machine and its load: say which when quoting them.
 """
@@ -44,11 +47,16 @@ DEMO_CAMERAS, DEMO_RESOLUTION, DEMO_SAMPLES = 40, 64, 16  # scripts/demo.py FULL
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", nargs="+", default=["demo", "cup"], choices=("demo", "cup"))
+    parser.add_argument("--scenes", nargs="+", default=["demo", "cup"], choices=("demo", "cup", "synthetic"))
     parser.add_argument("--methods", nargs="+", default=["ngp", "neus", "unisurf"])
     parser.add_argument("--minutes", type=float, default=4.0, help="training time budget per method")
     parser.add_argument("--steps", type=int, default=100_000, help="step cap (the time budget ends training first)")
-    parser.add_argument("--batch-rays", type=int, default=512, help="rays per step (the demo's 512)")
+    parser.add_argument(
+        "--batch-rays", type=int, default=512, help="rays per step (the demo's 512; 0: the engine's sample budget)"
+    )
+    parser.add_argument(
+        "--defaults", action="store_true", help="train as `python -m engine train` does: --batch-rays 0, its warm-up"
+    )
     parser.add_argument("--resolution", type=int, default=128, help="MISE resolution of the meshes")
     parser.add_argument("--eval-views", type=int, default=5, help="held-out views for PSNR")
     parser.add_argument("--points", type=int, default=100_000, help="surface samples per mesh for the metrics")
@@ -119,6 +127,12 @@ def build_scene(name: str, folder: Path) -> tuple[Path, TriangleMesh]:
     from scripts.scenes import _evaluated_world_geometry, build_object_scene, save_ground_truth_mesh
 
     dataset = folder / "dataset"
+    if name == "synthetic":
+        from scripts import make_synthetic_dataset
+
+        if not (dataset / make_synthetic_dataset.MESH_NAME).is_file():
+            make_synthetic_dataset.main(["--out", str(dataset), "--no-check"])
+        return dataset, read_ply(dataset / make_synthetic_dataset.MESH_NAME)
     if (dataset / "transforms.json").is_file() and (folder / GROUND_TRUTH).is_file():
         return dataset, read_ply(folder / GROUND_TRUTH)
     info = build_object_scene(
@@ -175,12 +189,12 @@ def run_method(scene: str, method: str, dataset: Path, truth: TriangleMesh, args
 
     run_dir = args.out / scene / f"run-{method}"
     settings = method_settings(method, args.set)
+    tuned = {} if args.defaults else {"batch_rays": args.batch_rays, "warmup_steps": 20}
     config = TrainConfig(
         method=method,
         steps=args.steps,
         minutes=args.minutes,
-        batch_rays=args.batch_rays,
-        warmup_steps=20,
+        **tuned,
         compile="off",
         eval_views=args.eval_views,
         settings=settings,

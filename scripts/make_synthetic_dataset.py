@@ -10,8 +10,8 @@ transparent background. DIR gets what the NeRF synthetic scenes hold and no more
 ``test/`` folders of ``r_<index>.png`` RGBA images and ``transforms_{train,val,test}.json`` with
 ``camera_angle_x`` and per frame ``file_path`` (no extension), ``rotation`` and ``transform_matrix``; no
 ``w``/``h``, no ``aabb``, no ``fieldwork`` block. Every ``--holdout-every``-th view is held out, those
-alternately in val and test. ``object_bounds.json`` beside them holds the object's true world bounds for
-benchmarks (no dataset reader looks at it).
+alternately in val and test. ``object_bounds.json`` and ``object_mesh.ply`` beside them hold the object's
+true world bounds and triangles for benchmarks (no dataset reader looks at them).
 
 Then (unless ``--no-check``) it prints the scene box the engine chooses for the dataset
 (engine.data.bounds, from the training views as the engine loads them) against the object's bounds padded
@@ -40,9 +40,10 @@ from mathutils import Matrix, Vector  # noqa: E402
 from engine.atomic import write_text_atomic  # noqa: E402
 from engine.data.bounds import HULL_PAD_FRACTION, choose_for_transforms  # noqa: E402
 from engine.data.transforms import read_transforms  # noqa: E402
-from scripts.scenes import SHAPES, build_object_scene  # noqa: E402
+from scripts.scenes import SHAPES, build_object_scene, save_ground_truth_mesh  # noqa: E402
 
 BOUNDS_NAME = "object_bounds.json"
+MESH_NAME = "object_mesh.ply"
 TARGET_FRACTION = 0.10
 
 
@@ -120,6 +121,7 @@ def render_dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     bounds_min, bounds_max = np.asarray(info.bounds_min), np.asarray(info.bounds_max)
     bounds = {"min": bounds_min.tolist(), "max": bounds_max.tolist(), "shape": args.shape}
     write_text_atomic(args.out / BOUNDS_NAME, json.dumps(bounds, indent=2) + "\n")
+    save_ground_truth_mesh(info, args.out / MESH_NAME)
     return bounds_min, bounds_max
 
 
