@@ -8,6 +8,7 @@ held-out shapes.
 
 OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_shapes.py [--only igr onet conditional deepsdf mise export]
     [--igr-seconds 60] [--onet-seconds 120] [--family-seconds 240] [--vases 60] [--device cpu]
+    [--onet-settings key=value,...] [--conditional-settings key=value,...]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -203,6 +205,30 @@ def train_until(
     return trainer, history
 
 
+def trained_iou(trainer: Any, count: int) -> float:
+    """Mean IoU on the uniform samples of the first ``count`` trained shapes (no meshing): against the
+    held-out IoU, it tells under-fitting from over-fitting."""
+    import torch
+
+    from engine.fields.shape_model import shape_condition
+
+    model, source = trainer.model, trainer.source
+    model.eval()
+    ious = []
+    for index in source.train_indices[:count]:
+        shape = source.shapes[index]
+        code = shape_condition(trainer, shape.name).code
+        with torch.no_grad():
+            predicted = model.inside(model.field(shape.points[: shape.uniform_count], code))
+        truth = shape.occupancy[: shape.uniform_count] > 0.5
+        ious.append(float((predicted & truth).sum() / (predicted | truth).sum().clamp(min=1)))
+    return float(np.mean(ious))
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def settings_of(text: str) -> dict[str, Any]:
     """'key=value,key=value' (values as JSON) -> a dict of method settings."""
     return {key: json.loads(value) for key, value in (item.split("=") for item in text.split(",") if item)}
@@ -228,6 +254,7 @@ def main() -> None:
     parser.add_argument("--eval-shapes", type=int, default=6, help="held-out shapes evaluated (meshed)")
     parser.add_argument("--igr-settings", default="", help="extra igr settings, key=value,key=value")
     parser.add_argument("--onet-settings", default="", help="extra single-shape onet settings, key=value,...")
+    parser.add_argument("--conditional-settings", default="", help="extra conditional onet settings, key=value,...")
     parser.add_argument("--igr-shapes", type=int, default=2, help="1: the Suzanne only")
     parser.add_argument("--igr-clean-only", action="store_true", help="no scan-like input")
     parser.add_argument("--device", default="cpu")
@@ -318,7 +345,7 @@ def main() -> None:
         print(
             f"  => IoU {result['iou']:.3f} (uniform samples), Chamfer-L1 {result['chamfer_l1']:.5f}, "
             f"F@1% {result['f_score']:.3f}, normal consistency {result['normal_consistency']:.3f}, "
-            f"{trainer.step} steps"
+            f"{trainer.step} steps; {load()}"
         )
 
     family_dir = None
@@ -337,12 +364,16 @@ def main() -> None:
         "surface_samples": 5_000,
     }
     if "conditional" in args.only and family_dir is not None:
-        print(f"Conditional Occupancy Network from 300 points, {args.family_seconds:.0f} s budget")
+        conditional_settings = {**family_settings, "encoder": "pointnet", **settings_of(args.conditional_settings)}
+        print(
+            f"Conditional Occupancy Network from 300 points, {args.family_seconds:.0f} s budget "
+            f"(settings {conditional_settings})"
+        )
         trainer, _ = train_until(
             family_dir,
             folder / "onet-conditional",
             "onet",
-            {**family_settings, "encoder": "pointnet"},
+            conditional_settings,
             args.family_seconds,
             1,
             args.device,
@@ -350,7 +381,8 @@ def main() -> None:
         result = trainer.evaluate_run()
         print(
             f"  => held-out IoU {result['iou']:.3f} over {len(result['shapes'])} shapes, Chamfer-L1 "
-            f"{result['chamfer_l1']:.5f}, F@1% {result['f_score']:.3f}, {trainer.step} steps"
+            f"{result['chamfer_l1']:.5f}, F@1% {result['f_score']:.3f}, {trainer.step} steps; IoU of "
+            f"{args.eval_shapes} trained shapes {trained_iou(trainer, args.eval_shapes):.3f}; {load()}"
         )
     if "deepsdf" in args.only and family_dir is not None:
         print(f"DeepSDF, {args.family_seconds:.0f} s budget, codes of held-out shapes fitted from their SDF samples")
