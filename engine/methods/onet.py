@@ -7,7 +7,6 @@ from typing import ClassVar
 
 from . import OCCUPANCY, SHAPES, Figure, MethodSpec
 
-
 DECODERS = ("cbatchnorm", "additive")
 SINGLE_SHAPE_FREQUENCIES = 4
 COLLECTION_FREQUENCIES = 0

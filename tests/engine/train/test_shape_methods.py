@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from engine.data.shapes import is_watertight
+from engine.fields.shape_model import sample_condition, shape_condition
 from engine.mesh.io import read_ply
 from engine.train.config import TrainConfig
 from engine.train.trainer import Trainer
@@ -147,10 +148,14 @@ def test_conditional_and_variational_onet_train_over_a_collection(three_blobs: P
     assert trainer.model.conditional and result["held_out"] and [r["shape"] for r in result["shapes"]] == ["Blob.002"]
     trainer, result = _train(three_blobs, tmp_path / "variational", "onet", variational=True, encoder="none")
     assert "kl" in json.loads((tmp_path / "variational" / "metrics.jsonl").read_text().splitlines()[0])
-    from engine.fields.shape_model import sample_condition
-
     condition = sample_condition(trainer, 1)
     assert condition.code is not None and condition.code.shape == (trainer.config.settings.latent_size,)
+    # conditional and variational: c through the cbatchnorm decoder's norms, z added to its first layer
+    trainer, result = _train(three_blobs, tmp_path / "both", "onet", variational=True, encoder="pointnet")
+    assert trainer.model.conditional and trainer.model.latent_encoder is not None and result["iou"] is not None
+    code = shape_condition(trainer, "Blob.001").code
+    settings = trainer.config.settings
+    assert code is not None and code.shape == (settings.code_size + settings.latent_size,)
 
 
 def test_onet_defaults_pick_fourier_features_for_one_shape_and_cbatchnorm_over_a_collection(
