@@ -7,7 +7,7 @@ with noise and holes), and a procedural family of vases (revolved random profile
 held-out shapes.
 
 OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_shapes.py [--only igr onet conditional deepsdf mise export]
-    [--igr-seconds 60] [--onet-seconds 120] [--family-seconds 240] [--vases 60] [--device cpu]
+    [--igr-seconds 60] [--onet-seconds 120] [--family-seconds 240 | --family-steps N] [--vases 60] [--device cpu]
     [--onet-settings key=value,...] [--conditional-settings key=value,...]
 """
 
@@ -165,15 +165,17 @@ def train_until(
     truth: Any = None,
     resolution: int = 128,
     target_f: float = 0.98,
+    steps: int = 0,
 ) -> tuple[Any, list[dict]]:
-    """Train in ``checks`` slices of the time budget; after each, mesh and measure against ``truth``."""
+    """Train in ``checks`` slices of the time budget (or of ``steps``, when given: on a shared machine a
+    step budget compares settings fairly); after each, mesh and measure against ``truth``."""
     from engine.train.config import TrainConfig
     from engine.train.trainer import Trainer
 
     config = TrainConfig(
         method=method,
-        steps=10**9,
-        minutes=seconds / 60.0,
+        steps=steps or 10**9,
+        minutes=0.0 if steps else seconds / 60.0,
         device=device,
         compile="off",
         warmup_steps=0,
@@ -188,11 +190,16 @@ def train_until(
     trainer = Trainer.create(dataset, run, config)
     opened = time.perf_counter() - started
     history = []
+    cpu_started = time.process_time()
     for check in range(1, checks + 1):
         # steps until this slice of the budget: the learning-rate schedule follows the whole budget
-        while trainer.train_seconds < seconds * check / checks:
+        while (trainer.step < steps * check / checks) if steps else (trainer.train_seconds < seconds * check / checks):
             trainer.train_step()
-        row: dict[str, Any] = {"train_seconds": round(trainer.train_seconds, 1), "steps": trainer.step}
+        row: dict[str, Any] = {
+            "train_seconds": round(trainer.train_seconds, 1),
+            "cpu_seconds": round(time.process_time() - cpu_started, 1),
+            "steps": trainer.step,
+        }
         if truth is not None:
             row.update(against(mesh_of(trainer, resolution), truth))
         history.append(row)
@@ -249,6 +256,7 @@ def main() -> None:
     parser.add_argument("--igr-seconds", type=float, default=60.0)
     parser.add_argument("--onet-seconds", type=float, default=120.0)
     parser.add_argument("--family-seconds", type=float, default=240.0)
+    parser.add_argument("--family-steps", type=int, default=0, help="a step budget instead (conditional onet)")
     parser.add_argument("--vases", type=int, default=60)
     parser.add_argument("--held-out", type=int, default=10)
     parser.add_argument("--eval-shapes", type=int, default=6, help="held-out shapes evaluated (meshed)")
@@ -365,10 +373,8 @@ def main() -> None:
     }
     if "conditional" in args.only and family_dir is not None:
         conditional_settings = {**family_settings, "encoder": "pointnet", **settings_of(args.conditional_settings)}
-        print(
-            f"Conditional Occupancy Network from 300 points, {args.family_seconds:.0f} s budget "
-            f"(settings {conditional_settings})"
-        )
+        budget = f"{args.family_steps} steps" if args.family_steps else f"{args.family_seconds:.0f} s"
+        print(f"Conditional Occupancy Network from 300 points, {budget} budget (settings {conditional_settings})")
         trainer, _ = train_until(
             family_dir,
             folder / "onet-conditional",
@@ -377,6 +383,7 @@ def main() -> None:
             args.family_seconds,
             1,
             args.device,
+            steps=args.family_steps,
         )
         result = trainer.evaluate_run()
         print(
