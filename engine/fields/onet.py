@@ -3,8 +3,9 @@
 Three settings, as the paper's:
 
 - one shape: f(p), no encoder;
-- conditional, over a shape collection: c = a PointNet of the shape's point cloud (300 noisy surface points),
-  the decoder adds c to every ResNet block (the paper's simpler decoder; it also has conditional batch norm);
+- conditional, over a shape collection: c = a ResNet PointNet of the shape's point cloud (300 noisy surface
+  points); c sets the scale and shift of every batch norm of the decoder (``decoder=cbatchnorm``, the
+  paper's DecoderCBatchNorm) or is added before each ResNet block (``additive``);
 - variational: z from an encoder q(z | points, occupancies[, c]) during training, a KL term to the prior
   N(0, I), new shapes decoded from z ~ N(0, I).
 
@@ -97,7 +98,9 @@ class LatentEncoder(nn.Module):
 
 
 def fourier_features(points: torch.Tensor, frequencies: int) -> torch.Tensor:
-    """(..., 3) points -> (..., 3 + 6 frequencies): p, then sin and cos of 2^i pi p for i < frequencies."""
+    """(..., 3) points -> (..., 3 + 6 frequencies): p, then sin and cos of 2^i pi p for i < frequencies,
+    frequency-major (x, y, z of 2^0 pi, then of 2^1 pi...): the order saved runs were trained with, which is
+    not engine.encodings.PositionalEncoding's axis-major one."""
     if not frequencies:
         return points
     scales = 2.0 ** torch.arange(frequencies, device=points.device, dtype=points.dtype) * math.pi
