@@ -35,11 +35,12 @@ class OnetConfig:
     encoder_noise: float = 0.005  # Gaussian noise on the input points, normalised units
     hidden_width: int = 128  # the decoder's (the paper: 256)
     blocks: int = 5
-    decoder: str = "cbatchnorm"  # cbatchnorm: c sets each block's batch-norm scale and shift (the paper's);
-    # additive: c added before each block. Without c (one shape, unconditional variational): plain blocks.
-    # Fourier features of p: 0 is the paper's plain p; -1 (auto): 4 for one shape, where they fit detail much
-    # faster (scripts/bench_shapes.py --only onet: IoU 0.998 against 0.941 in 120 s), and
-    # COLLECTION_FREQUENCIES over a collection
+    # How c enters the decoder: cbatchnorm, the paper's (c sets every batch norm's scale and shift), or
+    # additive (c added before each block). Without c (one shape, unconditional variational): plain blocks.
+    decoder: str = "cbatchnorm"
+    # Fourier features of p: 0 is the paper's plain p; -1 (auto) is SINGLE_SHAPE_FREQUENCIES for one shape,
+    # where they fit detail much faster (scripts/bench_shapes.py --only onet: IoU 0.998 against 0.941 in
+    # 120 s), COLLECTION_FREQUENCIES over a collection
     encoding_frequencies: int = -1
     points_batch: int = 2048  # K, labelled points per shape per step
     near_surface_fraction: float = 0.5  # of the K; the paper samples uniformly only, which needs more steps
