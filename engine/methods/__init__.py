@@ -63,9 +63,6 @@ class MethodSpec:
     figures: tuple[Figure, ...] = ()  # beyond "loss", which every method reports
     renders: bool = False  # renders rays from a camera (previews, evaluation by PSNR)
     layouts: bool = False  # samples and renders object layouts
-    # (setting, value): what a run saved before the setting existed (or before its default changed) meant
-    # by leaving it out, so its config rebuilds the model it was trained as (see saved_config)
-    saved_defaults: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -80,10 +77,6 @@ class MethodSpec:
     def make_config(self, values: dict[str, Any] | None = None) -> Any:
         """The config dataclass from a dict; unknown keys and wrongly typed values are errors naming them."""
         return build_dataclass(self.config, values or {}, f"{self.name} setting")
-
-    def saved_config(self, values: dict[str, Any] | None = None) -> Any:
-        """make_config for the settings a run saved: a setting it lacks takes its saved_defaults value."""
-        return self.make_config({**dict(self.saved_defaults), **(values or {})})
 
     def config_fields(self) -> list[dict[str, Any]]:
         """[{"name", "type", "default"}] of the config, for listings."""

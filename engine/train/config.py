@@ -78,10 +78,9 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], saved: bool = False) -> TrainConfig:
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Inverse of to_dict; unknown keys and wrongly typed values are errors naming them. Reads the
-        configs of engine 0.1 runs too ("field" and a block per field). ``saved``: a run's config.json, whose
-        missing settings mean the method's saved_defaults (what the run was trained with), not today's."""
+        configs of engine 0.1 runs too ("field" and a block per field)."""
         if not isinstance(values, dict):
             raise ValueError(f"a train config must be a mapping, got {values!r}")
         values = dict(values)
@@ -95,8 +94,7 @@ class TrainConfig:
             raise ValueError(f"train config 'method' must be a method name, got {method!r}")
         settings = values.pop("settings", None)
         config = methods.build_dataclass(cls, {**values, "settings": None}, "train config key")
-        spec = methods.get(method)
-        config.settings = spec.saved_config(settings) if saved else spec.make_config(settings or {})
+        config.settings = methods.get(method).make_config(settings or {})
         return config
 
     def with_settings(self, **changes: Any) -> TrainConfig:

@@ -128,7 +128,7 @@ class RunInfo:
                 scene_box_rule=str(document.get("scene_box_rule", "unrecorded")),
                 scene_box_reason=str(document.get("scene_box_reason", "")),
             )
-            return info, TrainConfig.from_dict(document["config"], saved=True)
+            return info, TrainConfig.from_dict(document["config"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a readable run config: {error}") from error
 

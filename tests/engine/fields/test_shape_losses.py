@@ -79,7 +79,7 @@ def test_onet_bce_and_kl_match_hand_computed_values() -> None:
     assert float(kl_to_standard_normal(mean, log_std)) == pytest.approx(expected_kl, rel=1e-6)
 
 
-def test_onet_auto_frequencies_are_four_for_one_shape_and_none_over_a_collection() -> None:
+def test_onet_frequencies_for_auto_and_given_settings() -> None:
     assert frequencies_for(-1, 1) == 4 and frequencies_for(-1, 60) == 0
     assert frequencies_for(0, 1) == 0 and frequencies_for(6, 60) == 6  # a number given is a number used
     with pytest.raises(ValueError, match="'encoding_frequencies' must be -1 \\(auto\\) or >= 0, got -2"):

@@ -151,44 +151,43 @@ def test_conditional_and_variational_onet_train_over_a_collection(three_blobs: P
     condition = sample_condition(trainer, 1)
     assert condition.code is not None and condition.code.shape == (trainer.config.settings.latent_size,)
     # conditional and variational: c through the cbatchnorm decoder's norms, z added to its first layer
-    trainer, result = _train(three_blobs, tmp_path / "both", "onet", variational=True, encoder="pointnet")
+    trainer, result = _train(
+        three_blobs, tmp_path / "both", "onet", variational=True, encoder="pointnet", decoder="cbatchnorm"
+    )
     assert trainer.model.conditional and trainer.model.latent_encoder is not None and result["iou"] is not None
     code = shape_condition(trainer, "Blob.001").code
     settings = trainer.config.settings
     assert code is not None and code.shape == (settings.code_size + settings.latent_size,)
 
 
-def test_onet_defaults_pick_fourier_features_for_one_shape_and_cbatchnorm_over_a_collection(
+def test_onet_auto_frequencies_are_four_for_one_shape_and_none_over_a_collection(
     one_blob: Path, three_blobs: Path, tmp_path: Path
 ) -> None:
     from engine.fields.onet import ConditionalBatchNormDecoder, OccupancyDecoder
-    from engine.methods.onet import COLLECTION_FREQUENCIES
 
     single, _ = _train(one_blob, tmp_path / "single", "onet", steps=1)
-    assert single.model.frequencies == 4 and isinstance(single.model.decoder, OccupancyDecoder)
-    assert single.model.decoder.fc_points.in_features == 3 + 6 * 4
+    assert single.model.frequencies == 4 and single.model.decoder.fc_points.in_features == 3 + 6 * 4
     collection, _ = _train(three_blobs, tmp_path / "collection", "onet", steps=1)
-    assert collection.model.frequencies == COLLECTION_FREQUENCIES
-    assert isinstance(collection.model.decoder, ConditionalBatchNormDecoder)
+    assert collection.model.frequencies == 0 and isinstance(collection.model.decoder, OccupancyDecoder)
     # the setting stays -1 in config.json: a resumed run decides the same way
     saved = json.loads((tmp_path / "single" / "config.json").read_text())["config"]["settings"]
-    assert saved["encoding_frequencies"] == -1 and saved["decoder"] == "cbatchnorm"
+    assert saved["encoding_frequencies"] == -1 and saved["decoder"] == "additive"
+    paper, _ = _train(three_blobs, tmp_path / "paper", "onet", steps=1, decoder="cbatchnorm")
+    assert isinstance(paper.model.decoder, ConditionalBatchNormDecoder)
+    with pytest.raises(ValueError, match="'decoder' must be one of cbatchnorm, additive, got 'cbn'"):
+        _train(three_blobs, tmp_path / "bad", "onet", steps=1, decoder="cbn")
 
 
-def test_onet_runs_saved_before_auto_frequencies_and_cbatchnorm_load_as_they_were_trained(
-    one_blob: Path, three_blobs: Path, tmp_path: Path
+def test_onet_runs_saved_before_auto_frequencies_and_the_decoder_setting_load_as_trained(
+    one_blob: Path, tmp_path: Path
 ) -> None:
-    """A config.json without encoding_frequencies and decoder (saved before they existed) meant plain p and c
-    added before each block; its checkpoint loads (strictly) into that model, not into today's defaults."""
-    for name, dataset in (("single", one_blob), ("conditional", three_blobs)):
-        run = tmp_path / name
-        _train(dataset, run, "onet", steps=1, encoding_frequencies=0, decoder="additive")
-        document = json.loads((run / "config.json").read_text())
-        for key in ("encoding_frequencies", "decoder"):
-            del document["config"]["settings"][key]
-        (run / "config.json").write_text(json.dumps(document))
-        reloaded = Trainer.from_run(run, device="cpu")
-        assert reloaded.model.frequencies == 0 and reloaded.config.settings.decoder == "additive", name
-        assert reloaded.step == 1
-    # a config made today without them (a new run) takes today's defaults
-    assert TrainConfig.from_dict({"method": "onet"}).settings.encoding_frequencies == -1
+    """A config.json of the previous version: encoding_frequencies 0 written out (every setting is), no
+    decoder key. Its checkpoint loads (strictly) into plain p and the additive decoder."""
+    run = tmp_path / "single"
+    _train(one_blob, run, "onet", steps=1, encoding_frequencies=0)
+    document = json.loads((run / "config.json").read_text())
+    del document["config"]["settings"]["decoder"]
+    (run / "config.json").write_text(json.dumps(document))
+    reloaded = Trainer.from_run(run, device="cpu")
+    assert reloaded.model.frequencies == 0 and reloaded.config.settings.decoder == "additive"
+    assert reloaded.step == 1
