@@ -4,8 +4,8 @@ Three settings, as the paper's:
 
 - one shape: f(p), no encoder;
 - conditional, over a shape collection: c = a ResNet PointNet of the shape's point cloud (300 noisy surface
-  points); c sets the scale and shift of every batch norm of the decoder (``decoder=cbatchnorm``, the
-  paper's DecoderCBatchNorm) or is added before each ResNet block (``additive``);
+  points); c is added before each ResNet block of the decoder (``decoder=additive``, the default) or sets
+  the scale and shift of every batch norm (``cbatchnorm``, the paper's DecoderCBatchNorm);
 - variational: z from an encoder q(z | points, occupancies[, c]) during training, a KL term to the prior
   N(0, I), new shapes decoded from z ~ N(0, I).
 

@@ -36,8 +36,8 @@ class OnetConfig:
     hidden_width: int = 128  # the decoder's (the paper: 256)
     blocks: int = 5
     # How c enters the decoder: additive (c added before each block), or cbatchnorm, the paper's (c sets
-    # every batch norm's scale and shift), which learns more per step but costs 40% more a step and, in 471
-    # steps, measured a lower held-out IoU (scripts/bench_shapes.py --only conditional --family-steps 471:
+    # every batch norm's scale and shift), which lowers the loss more per step but costs 40% more a step and
+    # measured a lower held-out IoU over 60 vases in 471 steps (scripts/bench_shapes.py --only conditional:
     # 0.862 against 0.885). Without c (one shape, unconditional variational): plain blocks.
     decoder: str = "additive"
     # Fourier features of p: 0 is the paper's plain p; -1 (auto) is SINGLE_SHAPE_FREQUENCIES for one shape,
