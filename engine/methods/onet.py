@@ -45,7 +45,9 @@ class OnetConfig:
     # 120 s), COLLECTION_FREQUENCIES over a collection
     encoding_frequencies: int = -1
     points_batch: int = 2048  # K, labelled points per shape per step
-    near_surface_fraction: float = 0.5  # of the K; the paper samples uniformly only, which needs more steps
+    # of the K; the paper samples uniformly only, which needs more steps. 0.75 against 0.5: held-out IoU
+    # 0.890 against 0.885, F@1% 0.36 against 0.32 over 60 vases in 471 steps (scripts/bench_shapes.py)
+    near_surface_fraction: float = 0.75
     shapes_per_batch: int = 16  # the paper: 64
     kl_weight: float = 1.0
     surface_samples: int = 10_000  # surface points made per shape (the encoder's inputs come from them)
