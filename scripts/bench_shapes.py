@@ -7,7 +7,8 @@ with noise and holes), and a procedural family of vases (revolved random profile
 held-out shapes.
 
 OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_shapes.py [--only igr onet conditional deepsdf mise export]
-    [--igr-seconds 60] [--onet-seconds 120] [--family-seconds 240] [--vases 60] [--device cpu]
+    [--igr-seconds 60] [--onet-seconds 120] [--family-seconds 240 | --family-steps N] [--vases 60] [--device cpu]
+    [--onet-settings key=value,...] [--conditional-settings key=value,...]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -163,15 +165,17 @@ def train_until(
     truth: Any = None,
     resolution: int = 128,
     target_f: float = 0.98,
+    steps: int = 0,
 ) -> tuple[Any, list[dict]]:
-    """Train in ``checks`` slices of the time budget; after each, mesh and measure against ``truth``."""
+    """Train in ``checks`` slices of the time budget (or of ``steps``, when given: on a shared machine a
+    step budget compares settings fairly); after each, mesh and measure against ``truth``."""
     from engine.train.config import TrainConfig
     from engine.train.trainer import Trainer
 
     config = TrainConfig(
         method=method,
-        steps=10**9,
-        minutes=seconds / 60.0,
+        steps=steps or 10**9,
+        minutes=0.0 if steps else seconds / 60.0,
         device=device,
         compile="off",
         warmup_steps=0,
@@ -186,11 +190,16 @@ def train_until(
     trainer = Trainer.create(dataset, run, config)
     opened = time.perf_counter() - started
     history = []
+    cpu_started = time.process_time()
     for check in range(1, checks + 1):
         # steps until this slice of the budget: the learning-rate schedule follows the whole budget
-        while trainer.train_seconds < seconds * check / checks:
+        while (trainer.step < steps * check / checks) if steps else (trainer.train_seconds < seconds * check / checks):
             trainer.train_step()
-        row: dict[str, Any] = {"train_seconds": round(trainer.train_seconds, 1), "steps": trainer.step}
+        row: dict[str, Any] = {
+            "train_seconds": round(trainer.train_seconds, 1),
+            "cpu_seconds": round(time.process_time() - cpu_started, 1),
+            "steps": trainer.step,
+        }
         if truth is not None:
             row.update(against(mesh_of(trainer, resolution), truth))
         history.append(row)
@@ -246,6 +255,30 @@ def bench_preview(dataset: Path, folder: Path, method: str, settings: dict, seco
     )
 
 
+def trained_iou(trainer: Any, count: int) -> float:
+    """Mean IoU on the uniform samples of the first ``count`` trained shapes (no meshing): against the
+    held-out IoU, it tells under-fitting from over-fitting."""
+    import torch
+
+    from engine.fields.shape_model import shape_condition
+
+    model, source = trainer.model, trainer.source
+    model.eval()
+    ious = []
+    for index in source.train_indices[:count]:
+        shape = source.shapes[index]
+        code = shape_condition(trainer, shape.name).code
+        with torch.no_grad():
+            predicted = model.inside(model.field(shape.points[: shape.uniform_count], code))
+        truth = shape.occupancy[: shape.uniform_count] > 0.5
+        ious.append(float((predicted & truth).sum() / (predicted | truth).sum().clamp(min=1)))
+    return float(np.mean(ious))
+
+
+def load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def settings_of(text: str) -> dict[str, Any]:
     """'key=value,key=value' (values as JSON) -> a dict of method settings."""
     return {key: json.loads(value) for key, value in (item.split("=") for item in text.split(",") if item)}
@@ -266,11 +299,13 @@ def main() -> None:
     parser.add_argument("--igr-seconds", type=float, default=60.0)
     parser.add_argument("--onet-seconds", type=float, default=120.0)
     parser.add_argument("--family-seconds", type=float, default=240.0)
+    parser.add_argument("--family-steps", type=int, default=0, help="a step budget instead (conditional onet)")
     parser.add_argument("--vases", type=int, default=60)
     parser.add_argument("--held-out", type=int, default=10)
     parser.add_argument("--eval-shapes", type=int, default=6, help="held-out shapes evaluated (meshed)")
     parser.add_argument("--igr-settings", default="", help="extra igr settings, key=value,key=value")
     parser.add_argument("--onet-settings", default="", help="extra single-shape onet settings, key=value,...")
+    parser.add_argument("--conditional-settings", default="", help="extra conditional onet settings, key=value,...")
     parser.add_argument("--igr-shapes", type=int, default=2, help="1: the Suzanne only")
     parser.add_argument("--igr-clean-only", action="store_true", help="no scan-like input")
     parser.add_argument("--preview-seconds", type=float, default=60.0, help="wall clock per preview measurement")
@@ -362,7 +397,7 @@ def main() -> None:
         print(
             f"  => IoU {result['iou']:.3f} (uniform samples), Chamfer-L1 {result['chamfer_l1']:.5f}, "
             f"F@1% {result['f_score']:.3f}, normal consistency {result['normal_consistency']:.3f}, "
-            f"{trainer.step} steps"
+            f"{trainer.step} steps; {load()}"
         )
 
     family_dir = None
@@ -381,20 +416,24 @@ def main() -> None:
         "surface_samples": 5_000,
     }
     if "conditional" in args.only and family_dir is not None:
-        print(f"Conditional Occupancy Network from 300 points, {args.family_seconds:.0f} s budget")
+        conditional_settings = {**family_settings, "encoder": "pointnet", **settings_of(args.conditional_settings)}
+        budget = f"{args.family_steps} steps" if args.family_steps else f"{args.family_seconds:.0f} s"
+        print(f"Conditional Occupancy Network from 300 points, {budget} budget (settings {conditional_settings})")
         trainer, _ = train_until(
             family_dir,
             folder / "onet-conditional",
             "onet",
-            {**family_settings, "encoder": "pointnet"},
+            conditional_settings,
             args.family_seconds,
             1,
             args.device,
+            steps=args.family_steps,
         )
         result = trainer.evaluate_run()
         print(
             f"  => held-out IoU {result['iou']:.3f} over {len(result['shapes'])} shapes, Chamfer-L1 "
-            f"{result['chamfer_l1']:.5f}, F@1% {result['f_score']:.3f}, {trainer.step} steps"
+            f"{result['chamfer_l1']:.5f}, F@1% {result['f_score']:.3f}, {trainer.step} steps; IoU of "
+            f"{args.eval_shapes} trained shapes {trained_iou(trainer, args.eval_shapes):.3f}; {load()}"
         )
     if "deepsdf" in args.only and family_dir is not None:
         print(f"DeepSDF, {args.family_seconds:.0f} s budget, codes of held-out shapes fitted from their SDF samples")
@@ -411,7 +450,7 @@ def main() -> None:
 
     if "preview" in args.only:
         print(f"\nFit Surface's live preview of the Suzanne, {args.preview_seconds:.0f} s each")
-        for method, settings in (("igr", {}), ("onet", {"encoding_frequencies": 4})):
+        for method, settings in (("igr", {}), ("onet", {})):
             bench_preview(suzanne_dir, folder, method, settings, args.preview_seconds, args.device)
 
     if "mise" in args.only and trained_igr is not None:

@@ -22,9 +22,6 @@ from .shape_jobs import (
     train_arguments,
 )
 
-# One shape: Fourier features of p fit it much faster (bench_shapes.py: IoU 0.998 against 0.941 in 120 s)
-SINGLE_SHAPE_SETTINGS = {"onet": ["encoding_frequencies=4"]}
-
 
 class FIELDWORK_OT_fit_surface(ShapeJobOperator):
     """Fit a watertight surface to each selected object (IGR or Occupancy Network) and add it beside the source;
@@ -68,8 +65,7 @@ class FIELDWORK_OT_fit_surface(ShapeJobOperator):
             dataset = export_objects(context, folder / "shapes", [obj])
             run, mesh = folder / "run", folder / f"mesh-{resolution}.ply"
             budget = ["--minutes", repr(self.minutes)] + (["--steps", str(self.steps)] if self.steps else [])
-            settings = [*SINGLE_SHAPE_SETTINGS.get(self.method, []), *self.settings.split()]
-            budget += [argument for setting in settings for argument in ("--set", setting)]
+            budget += [argument for setting in self.settings.split() for argument in ("--set", setting)]
             view = self.preview.view_path if self.preview is not None else None
             steps.append(
                 EngineStep(

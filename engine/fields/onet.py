@@ -3,8 +3,9 @@
 Three settings, as the paper's:
 
 - one shape: f(p), no encoder;
-- conditional, over a shape collection: c = a PointNet of the shape's point cloud (300 noisy surface points),
-  the decoder adds c to every ResNet block (the paper's simpler decoder; it also has conditional batch norm);
+- conditional, over a shape collection: c = a ResNet PointNet of the shape's point cloud (300 noisy surface
+  points); c is added before each ResNet block of the decoder (``decoder=additive``, the default) or sets
+  the scale and shift of every batch norm (``cbatchnorm``, the paper's DecoderCBatchNorm);
 - variational: z from an encoder q(z | points, occupancies[, c]) during training, a KL term to the prior
   N(0, I), new shapes decoded from z ~ N(0, I).
 
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..data.shape_source import ShapeBatch, ShapeSource
-from ..methods.onet import OnetConfig
+from ..methods.onet import DECODERS, OnetConfig, frequencies_for
 from .base import ParameterGroup, StepContext, StepResult
 from .shape_model import ShapeModel
 
@@ -96,9 +97,20 @@ class LatentEncoder(nn.Module):
         return self.fc_mean(net), self.fc_log_std(net)
 
 
+def fourier_features(points: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """(..., 3) points -> (..., 3 + 6 frequencies): p, then sin and cos of 2^i pi p for i < frequencies,
+    frequency-major (x, y, z of 2^0 pi, then of 2^1 pi...): the order saved runs were trained with, which is
+    not engine.encodings.PositionalEncoding's axis-major one."""
+    if not frequencies:
+        return points
+    scales = 2.0 ** torch.arange(frequencies, device=points.device, dtype=points.dtype) * math.pi
+    angles = (points[..., None, :] * scales[:, None]).flatten(-2)
+    return torch.cat([points, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
 class OccupancyDecoder(nn.Module):
-    """(b, k, 3) points, (b, d) conditioning (c then z) or None -> (b, k) occupancy logits. The conditioning is
-    added to the first layer and, c only, to each ResNet block."""
+    """(b, k, 3) points, (b, d) conditioning (c then z) or None -> (b, k) occupancy logits. z is added to the
+    first layer; c is added before each ResNet block (the ``additive`` decoder)."""
 
     def __init__(self, width: int, blocks: int, code_size: int, latent_size: int, frequencies: int) -> None:
         super().__init__()
@@ -111,12 +123,7 @@ class OccupancyDecoder(nn.Module):
         self.fc_out = nn.Linear(width, 1)
 
     def forward(self, points: torch.Tensor, conditioning: torch.Tensor | None) -> torch.Tensor:
-        features = [points]
-        if self.frequencies:
-            scales = 2.0 ** torch.arange(self.frequencies, device=points.device, dtype=points.dtype) * math.pi
-            angles = (points[..., None, :] * scales[:, None]).flatten(-2)
-            features += [torch.sin(angles), torch.cos(angles)]
-        net = self.fc_points(torch.cat(features, dim=-1))
+        net = self.fc_points(fourier_features(points, self.frequencies))
         code = latent = None
         if conditioning is not None:
             code, latent = conditioning[:, : self.code_size], conditioning[:, self.code_size :]
@@ -127,6 +134,69 @@ class OccupancyDecoder(nn.Module):
                 net = net + self.fc_codes[index](code)[:, None]
             net = block(net)
         return self.fc_out(functional.relu(net)).squeeze(-1)
+
+
+class ConditionalBatchNorm(nn.Module):
+    """(b, k, width) features, (b, c) codes -> batch norm over all b k points (no affine of its own), then
+    scaled and shifted by linear maps of each shape's c, which start at scale 1, shift 0 (CBatchNorm1d)."""
+
+    def __init__(self, code_size: int, width: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(width, affine=False)
+        self.fc_scale = nn.Linear(code_size, width)
+        self.fc_shift = nn.Linear(code_size, width)
+        nn.init.zeros_(self.fc_scale.weight)
+        nn.init.ones_(self.fc_scale.bias)
+        nn.init.zeros_(self.fc_shift.weight)
+        nn.init.zeros_(self.fc_shift.bias)
+
+    def forward(self, features: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        normalised = self.norm(features.reshape(-1, features.shape[-1])).reshape(features.shape)
+        # one pass for scale and shift: the batch norms are most of the cbatchnorm decoder's extra time
+        return torch.addcmul(self.fc_shift(code)[:, None], normalised, self.fc_scale(code)[:, None])
+
+
+class ConditionalResnetBlock(nn.Module):
+    """x + fc(relu(cbn(fc(relu(cbn(x, c)))), c)) (CResnetBlockConv1d, with linear layers on (b, k, width))."""
+
+    def __init__(self, code_size: int, width: int) -> None:
+        super().__init__()
+        self.norm_0 = ConditionalBatchNorm(code_size, width)
+        self.norm_1 = ConditionalBatchNorm(code_size, width)
+        self.fc_0 = nn.Linear(width, width)
+        self.fc_1 = nn.Linear(width, width)
+        nn.init.zeros_(self.fc_1.weight)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        net = self.fc_0(functional.relu(self.norm_0(x, code)))
+        return x + self.fc_1(functional.relu(self.norm_1(net, code)))
+
+
+class ConditionalBatchNormDecoder(nn.Module):
+    """Occupancy Networks' DecoderCBatchNorm: (b, k, 3) points, (b, d) conditioning (c then z) -> (b, k)
+    logits; z is added to the first layer, c sets every batch norm's scale and shift. Batch statistics while
+    training, running ones in eval mode (queries of one shape)."""
+
+    def __init__(self, width: int, blocks: int, code_size: int, latent_size: int, frequencies: int) -> None:
+        super().__init__()
+        self.frequencies = frequencies
+        self.code_size = code_size
+        self.fc_points = nn.Linear(3 + 6 * frequencies, width)
+        self.fc_latent = nn.Linear(latent_size, width) if latent_size else None
+        self.blocks = nn.ModuleList([ConditionalResnetBlock(code_size, width) for _ in range(blocks)])
+        self.norm = ConditionalBatchNorm(code_size, width)
+        self.fc_out = nn.Linear(width, 1)
+
+    def forward(self, points: torch.Tensor, conditioning: torch.Tensor | None) -> torch.Tensor:
+        if conditioning is None:
+            raise ValueError("the cbatchnorm decoder needs a code c for every shape")
+        code, latent = conditioning[:, : self.code_size], conditioning[:, self.code_size :]
+        net = self.fc_points(fourier_features(points, self.frequencies))
+        if self.fc_latent is not None:
+            net = net + self.fc_latent(latent)[:, None]
+        for block in self.blocks:
+            net = block(net, code)
+        return self.fc_out(functional.relu(self.norm(net, code))).squeeze(-1)
 
 
 class OnetModel(ShapeModel):
@@ -154,9 +224,11 @@ class OnetModel(ShapeModel):
         self.code_size, self.latent_size = code_size, latent_size
         self.encoder = PointNetEncoder(config.encoder_width, code_size) if self.conditional else None
         self.latent_encoder = LatentEncoder(config.encoder_width, latent_size, code_size) if latent_size else None
-        self.decoder = OccupancyDecoder(
-            config.hidden_width, config.blocks, code_size, latent_size, config.encoding_frequencies
-        )
+        if config.decoder not in DECODERS:
+            raise ValueError(f"onet setting 'decoder' must be one of {', '.join(DECODERS)}, got {config.decoder!r}")
+        self.frequencies = frequencies_for(config.encoding_frequencies, shape_count)
+        decoder = ConditionalBatchNormDecoder if code_size and config.decoder == "cbatchnorm" else OccupancyDecoder
+        self.decoder = decoder(config.hidden_width, config.blocks, code_size, latent_size, self.frequencies)
 
     def field(self, points: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
         conditioning = None if code is None else code.reshape(1, -1)

@@ -195,6 +195,7 @@ def evaluate_shapes(trainer: Trainer, resolution: int = 64, max_shapes: int = 4)
     from ..mesh.triangle_mesh import TriangleMesh
 
     model = shape_model(trainer)
+    model.eval()  # running statistics of batch norms (onet's cbatchnorm decoder), not the query's own
     source = shape_source(trainer)
     names = model.holdout or [source.names[index] for index in source.train_indices]
     rows = []

@@ -10,7 +10,8 @@ import torch
 
 from engine.fields.deepsdf import SdfDecoder, clamped_l1, fit_code
 from engine.fields.igr import GeometricMlp, eikonal_samples, igr_loss
-from engine.fields.onet import kl_to_standard_normal, occupancy_bce
+from engine.fields.onet import ConditionalBatchNorm, ConditionalBatchNormDecoder, kl_to_standard_normal, occupancy_bce
+from engine.methods.onet import frequencies_for
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +77,52 @@ def test_onet_bce_and_kl_match_hand_computed_values() -> None:
     # KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1) / 2 - log s: 0, 1/2 for the first shape; 1/8, 3/2 - log 2
     expected_kl = (0.0 + 0.5 + 0.125 + (1.5 - math.log(2.0))) / 2
     assert float(kl_to_standard_normal(mean, log_std)) == pytest.approx(expected_kl, rel=1e-6)
+
+
+def test_onet_frequencies_for_auto_and_given_settings() -> None:
+    assert frequencies_for(-1, 1) == 4 and frequencies_for(-1, 60) == 0
+    assert frequencies_for(0, 1) == 0 and frequencies_for(6, 60) == 6  # a number given is a number used
+    with pytest.raises(ValueError, match="'encoding_frequencies' must be -1 \\(auto\\) or >= 0, got -2"):
+        frequencies_for(-2, 1)
+
+
+def test_conditional_batch_norm_normalises_over_the_batch_then_scales_and_shifts_by_the_code() -> None:
+    torch.manual_seed(0)
+    norm = ConditionalBatchNorm(code_size=2, width=3)
+    features = torch.randn(4, 50, 3) * 5.0 + 2.0
+    code = torch.randn(4, 2)
+    # at the start: scale 1, shift 0 for every code, so plain batch norm: mean 0, std 1 over all 200 points
+    out = norm(features, code).detach()
+    assert torch.allclose(out.mean(dim=(0, 1)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(out.reshape(-1, 3).var(dim=0, unbiased=False), torch.ones(3), atol=1e-3)
+    # scale = 1 + code[0], shift = code[1] per feature: shape b's output is (1 + c0) * x + c1
+    with torch.no_grad():
+        norm.fc_scale.weight.zero_()
+        norm.fc_scale.weight[:, 0] = 1.0
+        norm.fc_shift.weight.zero_()
+        norm.fc_shift.weight[:, 1] = 1.0
+    shaped = norm(features, code).detach()
+    expected = (1.0 + code[:, 0, None, None]) * out + code[:, 1, None, None]
+    assert torch.allclose(shaped, expected, atol=1e-4)
+
+
+def test_cbatchnorm_decoder_in_eval_mode_answers_a_shape_alone_as_in_any_batch() -> None:
+    """Training normalises by the batch's statistics; queries (one shape, eval mode) by the running ones, so a
+    shape's field does not depend on which other shapes or points come with it."""
+    torch.manual_seed(0)
+    decoder = ConditionalBatchNormDecoder(width=16, blocks=2, code_size=4, latent_size=0, frequencies=2)
+    points, codes = torch.rand(3, 64, 3) * 2 - 1, torch.randn(3, 4)
+    decoder.train()
+    for _ in range(3):  # running statistics that are not the initial (0, 1)
+        decoder(points, codes)
+    decoder.eval()
+    with torch.no_grad():
+        together = decoder(points, codes)
+        alone = decoder(points[1:2, :10], codes[1:2])
+    assert torch.allclose(alone, together[1:2, :10], atol=1e-5)
+    decoder.train()
+    with torch.no_grad():  # batch statistics: a different answer for the same shape in another batch
+        assert not torch.allclose(decoder(points[1:2, :10], codes[1:2]), together[1:2, :10], atol=1e-3)
 
 
 def test_clamped_l1_ignores_errors_beyond_the_clamp() -> None:

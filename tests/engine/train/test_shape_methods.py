@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from engine.data.shapes import is_watertight
+from engine.fields.shape_model import sample_condition, shape_condition
 from engine.mesh.io import read_ply
 from engine.train.config import TrainConfig
 from engine.train.trainer import Trainer
@@ -147,7 +148,46 @@ def test_conditional_and_variational_onet_train_over_a_collection(three_blobs: P
     assert trainer.model.conditional and result["held_out"] and [r["shape"] for r in result["shapes"]] == ["Blob.002"]
     trainer, result = _train(three_blobs, tmp_path / "variational", "onet", variational=True, encoder="none")
     assert "kl" in json.loads((tmp_path / "variational" / "metrics.jsonl").read_text().splitlines()[0])
-    from engine.fields.shape_model import sample_condition
-
     condition = sample_condition(trainer, 1)
     assert condition.code is not None and condition.code.shape == (trainer.config.settings.latent_size,)
+    # conditional and variational: c through the cbatchnorm decoder's norms, z added to its first layer
+    trainer, result = _train(
+        three_blobs, tmp_path / "both", "onet", variational=True, encoder="pointnet", decoder="cbatchnorm"
+    )
+    assert trainer.model.conditional and trainer.model.latent_encoder is not None and result["iou"] is not None
+    code = shape_condition(trainer, "Blob.001").code
+    settings = trainer.config.settings
+    assert code is not None and code.shape == (settings.code_size + settings.latent_size,)
+
+
+def test_onet_auto_frequencies_are_four_for_one_shape_and_none_over_a_collection(
+    one_blob: Path, three_blobs: Path, tmp_path: Path
+) -> None:
+    from engine.fields.onet import ConditionalBatchNormDecoder, OccupancyDecoder
+
+    single, _ = _train(one_blob, tmp_path / "single", "onet", steps=1)
+    assert single.model.frequencies == 4 and single.model.decoder.fc_points.in_features == 3 + 6 * 4
+    collection, _ = _train(three_blobs, tmp_path / "collection", "onet", steps=1)
+    assert collection.model.frequencies == 0 and isinstance(collection.model.decoder, OccupancyDecoder)
+    # the setting stays -1 in config.json: a resumed run decides the same way
+    saved = json.loads((tmp_path / "single" / "config.json").read_text())["config"]["settings"]
+    assert saved["encoding_frequencies"] == -1 and saved["decoder"] == "additive"
+    paper, _ = _train(three_blobs, tmp_path / "paper", "onet", steps=1, decoder="cbatchnorm")
+    assert isinstance(paper.model.decoder, ConditionalBatchNormDecoder)
+    with pytest.raises(ValueError, match="'decoder' must be one of cbatchnorm, additive, got 'cbn'"):
+        _train(three_blobs, tmp_path / "bad", "onet", steps=1, decoder="cbn")
+
+
+def test_onet_runs_saved_before_auto_frequencies_and_the_decoder_setting_load_as_trained(
+    one_blob: Path, tmp_path: Path
+) -> None:
+    """A config.json of the previous version: encoding_frequencies 0 written out (every setting is), no
+    decoder key. Its checkpoint loads (strictly) into plain p and the additive decoder."""
+    run = tmp_path / "single"
+    _train(one_blob, run, "onet", steps=1, encoding_frequencies=0)
+    document = json.loads((run / "config.json").read_text())
+    del document["config"]["settings"]["decoder"]
+    (run / "config.json").write_text(json.dumps(document))
+    reloaded = Trainer.from_run(run, device="cpu")
+    assert reloaded.model.frequencies == 0 and reloaded.config.settings.decoder == "additive"
+    assert reloaded.step == 1
