@@ -81,7 +81,7 @@ def read_rgba(path: Path) -> np.ndarray:
         image = iio.imread(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such image") from None
-    except (OSError, ValueError) as error:
+    except Exception as error:  # imageio's plugins raise what their parsers raise on junk (struct.error, ...)
         raise ValueError(f"{path}: cannot read the image ({type(error).__name__}: {str(error)[:200]})") from error
     if np.issubdtype(image.dtype, np.integer) and image.dtype != np.uint8:
         image = np.round(image.astype(np.float64) / np.iinfo(image.dtype).max * 255.0)
