@@ -113,9 +113,11 @@ class ConditionalTextureFieldModel(Method):
         predicted = self.decoder(batch.points, shape_code, image_code)
         error = predicted.float() - batch.colours
         l1 = error.abs().mean()
-        mse = float((error.detach() ** 2).mean())
+        squared = (error**2).mean()
+        loss = l1 if self.config.loss == "l1" else squared
         points = batch.points.shape[0] * batch.points.shape[1]
-        return StepResult(loss=l1, figures={"l1": float(l1.detach()), "psnr": psnr_of_mse(mse)}, samples=points)
+        figures = {"l1": float(l1.detach()), "psnr": psnr_of_mse(float(squared.detach()))}
+        return StepResult(loss=loss, figures=figures, samples=points)
 
     def parameter_groups(self) -> list[ParameterGroup]:
         return [ParameterGroup(list(self.parameters()), self.config.learning_rate, self.config.final_learning_rate)]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from . import NO_SURFACE, TEXTURED_SHAPES, Figure, MethodSpec
 from .figures import PSNR
 
+LOSSES = ("l1", "l2")
+
 
 @dataclass
 class ConditionalTextureFieldConfig:
@@ -25,6 +27,7 @@ class ConditionalTextureFieldConfig:
     hidden_width: int = 128  # the texture field's (the paper: 128)
     blocks: int = 6  # ResNet blocks, each adding both codes (the paper: 6)
     encoding_frequencies: int = 0  # Fourier features of p (0: the paper's plain p)
+    loss: str = "l1"  # l1 (the paper's) or l2 (measured to leave the mean-colour plateau sooner)
     points_per_shape: int = 1024  # target pixels per shape per step
     shapes_per_batch: int = 16
     surface_samples: int = 8192  # surface points made per shape; the encoder's inputs are drawn from them
@@ -32,6 +35,10 @@ class ConditionalTextureFieldConfig:
     raycast_resolution: int = 0  # cells of the ray-casting grid along a mesh's longest side; 0: from its faces
     learning_rate: float = 5e-4  # the paper: 1e-4
     final_learning_rate: float = 5e-5
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"conditional_texture_field setting 'loss' must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
 
 METHOD = MethodSpec(
