@@ -91,7 +91,9 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name) < 1:
             raise TexturedCollectionError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.views < 2:
-        raise TexturedCollectionError(f"--views must be at least 2 (a conditioning view and a target), got {args.views}")
+        raise TexturedCollectionError(
+            f"--views must be at least 2 (a conditioning view and a target), got {args.views}"
+        )
     return {
         "views": args.views,
         "size": args.size,
@@ -176,7 +178,10 @@ def revolved(radii: list[float], heights: list[float]) -> tuple[np.ndarray, np.n
     """A closed surface of revolution about +Z: rings of the given radii at the given heights (z in -1..1),
     a pole below the first ring and above the last. Faces counter-clockwise seen from outside."""
     angles = np.linspace(0.0, 2.0 * math.pi, SEGMENTS, endpoint=False)
-    rings = [np.stack([r * np.cos(angles), r * np.sin(angles), np.full(SEGMENTS, z)], axis=1) for r, z in zip(radii, heights, strict=True)]
+    rings = [
+        np.stack([r * np.cos(angles), r * np.sin(angles), np.full(SEGMENTS, z)], axis=1)
+        for r, z in zip(radii, heights, strict=True)
+    ]
     bottom, top = np.array([[0.0, 0.0, heights[0]]]), np.array([[0.0, 0.0, heights[-1]]])
     vertices = np.concatenate([bottom, *rings, top])
     faces = []
@@ -390,8 +395,7 @@ class ShapeRenderer:
             self.scene.view_layers[0].update()
             image = folder / "images" / f"{view:03d}.png"
             bpy.ops.render.render(scene=self.scene.name)
-            result = bpy.data.images["Render Result"]
-            write_atomic(image, lambda temporary: result.save_render(filepath=str(temporary), scene=self.scene))
+            self._save_render(image)
             matrix = [[float(value) for value in row] for row in self.camera.matrix_world]
             frames.append(Frame(f"images/{view:03d}.png", matrix, self.intrinsics, name=f"view {view:03d}"))
             report()
@@ -400,6 +404,10 @@ class ShapeRenderer:
         write_text_atomic(folder / "texture.json", json.dumps(params, indent=1) + "\n")
         # transforms.json last: it marks the shape complete
         write_transforms(folder, Transforms(frames, folder, scene_box=box, color_space="srgb", has_alpha=True))
+
+    def _save_render(self, path: Path) -> None:
+        result = bpy.data.images["Render Result"]
+        write_atomic(path, lambda temporary: result.save_render(filepath=str(temporary), scene=self.scene))
 
 
 class ProgressBar:
@@ -449,7 +457,9 @@ def main(argv: list[str]) -> int:
         renderer = ShapeRenderer(settings, args.threads)
         progress = ProgressBar(len(todo) * args.views)
         for index in todo:
-            renderer.render_shape(out / SHAPES_FOLDER / shape_name(index), draw_shape(settings, index), progress.advance)
+            renderer.render_shape(
+                out / SHAPES_FOLDER / shape_name(index), draw_shape(settings, index), progress.advance
+            )
     write_text_atomic(out / INDEX_NAME, json.dumps(index_document(settings, args.shapes, True), indent=1) + "\n")
     elapsed = time.monotonic() - started
     print(f"rendered {len(todo)} shapes ({len(todo) * args.views} images) in {elapsed:.1f} s; "

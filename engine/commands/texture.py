@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer.from_run(run_dir, device=args.device)
         model = trainer.model
         if not isinstance(model, ConditionalTextureFieldModel):
-            raise ValueError(f"{run_dir} is a {trainer.config.method} run; texture needs a conditional_texture_field run")
+            raise ValueError(
+                f"{run_dir} is a {trainer.config.method} run; texture needs a conditional_texture_field run"
+            )
         frame = ShapeFrame.of_vertices(mesh.vertices, f"--mesh {mesh_path}")
         points = encoder_points(mesh, frame, model.config.encoder_points, seed=0, where=f"--mesh {mesh_path}")
         encoder_input = torch.from_numpy(points).to(trainer.device)
@@ -115,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         "texture_size": args.size,
         "vertex_count": baked.mesh.n_vertices,
         "face_count": baked.mesh.n_faces,
-        "mean_colour_srgb": [round(float(v), 4) for v in (covered.mean(axis=0) / 255.0 if len(covered) else np.zeros(3))],
+        "mean_colour_srgb": [
+            round(float(v), 4) for v in (covered.mean(axis=0) / 255.0 if len(covered) else np.zeros(3))
+        ],
         "bake_seconds": round(baked.total_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
     }

@@ -76,7 +76,9 @@ def load_textured_collection(path: Path) -> TexturedCollection:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise TexturedCollectionError(f"{index}: not a textured collection (format is not {FORMAT!r})")
     if document.get("version") != FORMAT_VERSION:
-        raise TexturedCollectionError(f"{index}: version {document.get('version')!r}; this engine reads {FORMAT_VERSION}")
+        raise TexturedCollectionError(
+            f"{index}: version {document.get('version')!r}; this engine reads {FORMAT_VERSION}"
+        )
     if not document.get("complete", False):
         raise TexturedCollectionError(
             f"{index}: the collection is incomplete (its maker was interrupted); run the same command again"
@@ -101,6 +103,8 @@ def load_textured_collection(path: Path) -> TexturedCollection:
         except TransformsError as error:
             raise TexturedCollectionError(f"shape {name!r}: {error}") from error
         if len(transforms.frames) < 2:
-            raise TexturedCollectionError(f"{folder}: shape {name!r} needs at least two views, has {len(transforms.frames)}")
+            raise TexturedCollectionError(
+                f"{folder}: shape {name!r} needs at least two views, has {len(transforms.frames)}"
+            )
         shapes.append(TexturedShape(name=name, mesh_path=mesh_path, transforms=transforms))
     return TexturedCollection(root=root, size=size, views=views, color_space=color_space, shapes=tuple(shapes))

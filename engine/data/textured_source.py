@@ -94,7 +94,7 @@ def read_rgba(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: expected a grey, RGB or RGBA image, got an array of shape {image.shape}")
     channels = image.shape[-1]
     colour = np.repeat(image[..., :1], 3, axis=-1) if channels in (1, 2) else image[..., :3]
-    alpha = image[..., -1:] if channels in (2, 4) else np.full(image.shape[:2] + (1,), 255, dtype=np.uint8)
+    alpha = image[..., -1:] if channels in (2, 4) else np.full((*image.shape[:2], 1), 255, dtype=np.uint8)
     return np.concatenate([colour, alpha], axis=-1)
 
 
@@ -139,7 +139,9 @@ class ShapeViews:
     view_start: np.ndarray
 
 
-def shape_views(shape: TexturedShape, cache_root: Path, surface_samples: int, raycast_resolution: int = 0) -> ShapeViews:
+def shape_views(
+    shape: TexturedShape, cache_root: Path, surface_samples: int, raycast_resolution: int = 0
+) -> ShapeViews:
     """A shape's views and hits, from the cache when made before from these files, else cast now and cached (an
     atomic write; a read-only collection just goes uncached)."""
     try:
@@ -168,9 +170,12 @@ def shape_views(shape: TexturedShape, cache_root: Path, surface_samples: int, ra
                 f"{view.intrinsics.width}x{view.intrinsics.height}"
             )
         pixel = np.flatnonzero(image[..., 3].reshape(-1) > ALPHA_THRESHOLD * 255)
-        origins, directions = pixel_rays_of(view, (pixel % width).astype(np.float64), (pixel // width).astype(np.float64))
+        origins, directions = pixel_rays_of(
+            view, (pixel % width).astype(np.float64), (pixel // width).astype(np.float64)
+        )
         hits = raycaster.intersect(
-            torch.as_tensor(frame.to_local(origins), dtype=torch.float32), torch.as_tensor(directions, dtype=torch.float32)
+            torch.as_tensor(frame.to_local(origins), dtype=torch.float32),
+            torch.as_tensor(directions, dtype=torch.float32),
         )
         hit = hits.hit.numpy()
         # directions are unit length in world units; the normalised space is 1 / half_extent of those
@@ -181,7 +186,9 @@ def shape_views(shape: TexturedShape, cache_root: Path, surface_samples: int, ra
     counts = np.array([len(points) for points in points_per_view])
     if not (counts > 0).all():
         empty = [view.file_path for view, count in zip(shape.transforms.frames, counts, strict=True) if count == 0]
-        raise ValueError(f"shape {shape.name!r}: the views {', '.join(empty)} show nothing of its mesh {shape.mesh_path}")
+        raise ValueError(
+            f"shape {shape.name!r}: the views {', '.join(empty)} show nothing of its mesh {shape.mesh_path}"
+        )
     arrays = {
         "encoder_points": encoder_points(mesh, frame, surface_samples, seed=0, where=str(shape.mesh_path)),
         "points": np.concatenate(points_per_view),
@@ -227,7 +234,9 @@ class TexturedSource:
     """Batches of ``shapes_per_batch`` training shapes (with replacement), ``points_per_shape`` target pixels
     each, ``encoder_points`` encoder inputs each."""
 
-    def __init__(self, shapes: list[ShapeViews], train: list[int], settings: Any, image_size: int, device: torch.device) -> None:
+    def __init__(
+        self, shapes: list[ShapeViews], train: list[int], settings: Any, image_size: int, device: torch.device
+    ) -> None:
         if not train:
             raise ValueError("no shape is left to train on (holdout_shapes holds them all out)")
         self.shapes = shapes

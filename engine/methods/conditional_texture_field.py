@@ -38,7 +38,9 @@ class ConditionalTextureFieldConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"conditional_texture_field setting 'loss' must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ValueError(
+                f"conditional_texture_field setting 'loss' must be one of {', '.join(LOSSES)}, got {self.loss!r}"
+            )
 
 
 METHOD = MethodSpec(
