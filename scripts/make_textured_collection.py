@@ -20,7 +20,9 @@ What is written in ``--out``::
     shapes/shape_0007/images/003.png  RGBA, sRGB (Standard view transform), transparent background
     shapes/shape_0007/texture.json    the texture's true parameters: for evaluation only, never for training
 
-A shape's random draws come from ``numpy.random.default_rng([seed, index])``. Re-running the same command skips
+A shape's texture and cameras are drawn from ``numpy.random.default_rng([seed, index, 1])``, its geometry from
+``default_rng([seed, index // textures, 0])``: with ``--textures K`` every K consecutive shapes share a geometry
+(each with its own texture), so the texture cannot be told from the shape alone. Re-running the same command skips
 the shapes already written (its transforms.json is written last) and completes the collection; a larger
 ``--shapes`` extends it.
 """
@@ -79,6 +81,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=64, help="image width and height in pixels")
     parser.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (antialiasing only)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--textures",
+        type=int,
+        default=1,
+        help="consecutive shapes sharing one geometry, each with its own texture: a shape's code then cannot "
+        "tell its texture, only the image can (hold out a multiple of this many shapes, for unseen geometry)",
+    )
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="shape kinds drawn from")
     parser.add_argument("--patterns", nargs="+", choices=PATTERNS, default=list(PATTERNS), help="texture patterns")
     parser.add_argument("--threads", type=int, default=0, help="Cycles threads (0: all cores)")
@@ -87,7 +96,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     """What decides the images: a collection is completed only with the same settings."""
-    for name in ("shapes", "views", "size", "samples"):
+    for name in ("shapes", "views", "size", "samples", "textures"):
         if getattr(args, name) < 1:
             raise TexturedCollectionError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.views < 2:
@@ -99,6 +108,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "size": args.size,
         "samples": args.samples,
         "seed": args.seed,
+        "textures": args.textures,
         "kinds": sorted(args.kinds),
         "patterns": sorted(args.patterns),
         "renderer": {"engine": "CYCLES", "shader": "emission", "view_transform": "Standard"},
@@ -140,8 +150,10 @@ def shape_is_done(folder: Path) -> bool:
 
 
 def draw_shape(settings: dict[str, Any], index: int) -> dict[str, Any]:
-    """A shape's parameters: kind, profile, scale per axis, texture; from its own random stream."""
-    rng = np.random.default_rng([settings["seed"], index])
+    """A shape's parameters: geometry (kind, profile, scale per axis) from its geometry's random stream, which
+    ``textures`` consecutive shapes share, and texture and cameras from its own."""
+    geometry_index = index // settings["textures"]
+    rng = np.random.default_rng([settings["seed"], geometry_index, 0])
     kind = str(rng.choice(settings["kinds"]))
     profile = None
     if kind == "vase":
@@ -149,6 +161,8 @@ def draw_shape(settings: dict[str, Any], index: int) -> dict[str, Any]:
         knots = rng.uniform(0.35, 1.0, size=4)
         heights = np.linspace(0.0, 1.0, PROFILE_POINTS)
         profile = np.interp(heights, np.linspace(0.0, 1.0, 4), knots).tolist()
+    scale = rng.uniform(0.6, 1.0, size=3).round(4).tolist()
+    rng = np.random.default_rng([settings["seed"], index, 1])
     colours = rng.uniform(0.05, 0.95, size=(2, 3))
     while np.abs(colours[0] - colours[1]).sum() < 0.6:  # two colours an image can tell apart
         colours = rng.uniform(0.05, 0.95, size=(2, 3))
@@ -156,9 +170,10 @@ def draw_shape(settings: dict[str, Any], index: int) -> dict[str, Any]:
     return {
         "index": index,
         "name": shape_name(index),
+        "geometry": geometry_index,
         "kind": kind,
         "profile": profile,
-        "scale": rng.uniform(0.6, 1.0, size=3).round(4).tolist(),
+        "scale": scale,
         "texture": {
             "pattern": pattern,
             "axis": int(rng.integers(0, 3)),

@@ -18,11 +18,43 @@ from engine.data.transforms import Frame, Intrinsics, Transforms, write_transfor
 from engine.mesh.io import write_mesh
 from engine.mesh.raycast import MeshRaycaster
 from engine.mesh.triangle_mesh import TriangleMesh
-from tests.engine.shape_fixtures import ellipsoid_mesh
 from tests.engine.sphere_dataset import look_at
 
 # (upper, lower) sRGB colours of the shapes, in turn
 COLOURS = (((0.9, 0.1, 0.1), (0.1, 0.1, 0.9)), ((0.1, 0.8, 0.2), (0.9, 0.9, 0.1)), ((0.9, 0.5, 0.1), (0.2, 0.7, 0.9)))
+
+
+def ellipsoid(
+    radii: tuple[float, float, float], center: np.ndarray, rings: int = 8, segments: int = 16
+) -> TriangleMesh:
+    """A latitude-longitude ellipsoid with a vertex at each pole, triangles facing out (none degenerate: xatlas
+    charts them all)."""
+    polar = np.linspace(0.0, math.pi, rings + 1)[1:-1]
+    azimuth = np.linspace(0.0, 2 * math.pi, segments, endpoint=False)
+    ring_points = np.stack(
+        [
+            np.outer(np.sin(polar), np.cos(azimuth)),
+            np.outer(np.sin(polar), np.sin(azimuth)),
+            np.outer(np.cos(polar), np.ones(segments)),
+        ],
+        axis=-1,
+    ).reshape(-1, 3)
+    unit = np.concatenate([[[0.0, 0.0, 1.0]], ring_points, [[0.0, 0.0, -1.0]]])
+    faces = []
+    following = (np.arange(segments) + 1) % segments
+    for j in range(segments):
+        faces.append([0, 1 + j, 1 + following[j]])
+    for ring in range(rings - 2):
+        top, bottom = 1 + ring * segments, 1 + (ring + 1) * segments
+        for j in range(segments):
+            faces += [
+                [top + j, bottom + j, bottom + following[j]],
+                [top + j, bottom + following[j], top + following[j]],
+            ]
+    last, base = len(unit) - 1, 1 + (rings - 2) * segments
+    for j in range(segments):
+        faces.append([last, base + following[j], base + j])
+    return TriangleMesh(vertices=unit * np.asarray(radii) + center, faces=np.asarray(faces, dtype=np.int64))
 
 
 def shape_colour(index: int, points: np.ndarray, center_z: float) -> np.ndarray:
@@ -37,10 +69,10 @@ def write_textured_collection(folder: Path, count: int = 3, views: int = 4, size
     intrinsics = Intrinsics(fl_x=focal, fl_y=focal, cx=size / 2, cy=size / 2, width=size, height=size)
     for index in range(count):
         center = np.array([0.5 * index, -0.25, 0.1])
-        geometry = ellipsoid_mesh((0.5 + 0.1 * index, 0.4, 0.35 + 0.05 * index), tuple(center), cells=12)
+        geometry = ellipsoid((0.5 + 0.1 * index, 0.4, 0.35 + 0.05 * index), center)
         shape_folder = folder / SHAPES_FOLDER / shape_name(index)
         (shape_folder / "images").mkdir(parents=True, exist_ok=True)
-        write_mesh(TriangleMesh(geometry.vertices, geometry.faces), shape_folder / "mesh.ply", overwrite=True)
+        write_mesh(geometry, shape_folder / "mesh.ply", overwrite=True)
         caster = MeshRaycaster(torch.as_tensor(geometry.vertices, dtype=torch.float32), torch.as_tensor(geometry.faces))
         frames = []
         for view in range(views):
