@@ -46,6 +46,13 @@ class FIELDWORK_OT_texture_from_image(ShapeJobOperator):
 
     _created: str = ""
 
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        # from the panel the run and the image are not known yet: ask for them (OK then runs it blocking, a bake
+        # of seconds); given, it runs as every shape job does, in the background with progress
+        if not (self.run_dir and self.image_path) and not bpy.app.background and context.window is not None:
+            return {str(state) for state in context.window_manager.invoke_props_dialog(self, width=420)}
+        return super().invoke(context, event)
+
     def prepare(self, context: bpy.types.Context) -> list[EngineStep]:
         source = context.active_object
         if source is None:
