@@ -39,7 +39,8 @@ class ImageEncoder(nn.Module):
     """(b, 4, s, s) premultiplied RGB + alpha -> (b, code_size): four stride-2 stages of two 3x3 convolutions
     (batch-normalised, as the paper's ResNet-18 is: measured on 88 training shapes, 300 steps, held-out PSNR
     14.8 dB against 13.9 without), channels doubling from ``channels``, global average pooling, a linear layer
-    (a small stand-in for the ResNet-18, which a CPU cannot train in minutes)."""
+    (a small stand-in for the paper's ImageNet-pretrained ResNet-18: no downloaded weights here, and a CPU
+    cannot train one from scratch in minutes)."""
 
     def __init__(self, channels: int, code_size: int, normalize: bool = True) -> None:
         super().__init__()
@@ -65,7 +66,8 @@ class ImageEncoder(nn.Module):
 
 class TextureDecoder(nn.Module):
     """(b, k, 3) points, (b, shape_code), (b, image_code) -> (b, k, 3) colour in 0..1 (the paper's decoder:
-    both codes added before every ResNet block)."""
+    both codes added before every ResNet block; its code projects the concatenated codes with one linear layer
+    per block, which is the sum of these two)."""
 
     def __init__(self, width: int, blocks: int, shape_code_size: int, image_code_size: int, frequencies: int) -> None:
         super().__init__()

@@ -18,18 +18,18 @@ class ConditionalTextureFieldConfig:
     a ResNet-block MLP maps a surface point and both codes to its colour, supervised with L1 by the pixels
     another view of the shape sees there."""
 
-    shape_code_size: int = 256  # z_shape (the paper: 512)
+    shape_code_size: int = 256  # z_shape (the paper's single-view model: 512)
     encoder_width: int = 128  # the PointNet's
     encoder_points: int = 1024  # surface points (with normals) the shape encoder sees (the paper: 2048)
-    image_code_size: int = 256  # z_image (the paper: 512 from a ResNet-18)
+    image_code_size: int = 256  # z_image (the paper: 512 from an ImageNet-pretrained ResNet-18; no weights here)
     image_channels: int = 32  # the CNN's first layer; doubled at each of its 4 stride-2 stages
     image_size: int = 0  # the conditioning image's side in pixels (0: the collection's)
     hidden_width: int = 128  # the texture field's (the paper: 128)
-    blocks: int = 6  # ResNet blocks, each adding both codes (the paper: 6)
+    blocks: int = 7  # ResNet blocks, each adding both codes (the paper's code: 7, each_layer_c_larger)
     encoding_frequencies: int = 0  # Fourier features of p (0: the paper's plain p)
     loss: str = "l1"  # l1 (the paper's) or l2 (measured to leave the mean-colour plateau sooner)
     points_per_shape: int = 1024  # target pixels per shape per step
-    shapes_per_batch: int = 16
+    shapes_per_batch: int = 16  # the paper: 18
     surface_samples: int = 8192  # surface points made per shape; the encoder's inputs are drawn from them
     holdout_shapes: int = 0  # the last N shapes by name are not trained on; evaluation uses them
     raycast_resolution: int = 0  # cells of the ray-casting grid along a mesh's longest side; 0: from its faces
