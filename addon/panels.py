@@ -92,6 +92,7 @@ class VIEW3D_PT_fieldwork_shapes(_FieldworkSidebar):
         layout.label(text="Selected objects")
         layout.operator("fieldwork.export_shapes", icon="EXPORT")
         layout.operator("fieldwork.fit_surface", icon="MOD_REMESH")
+        layout.operator("fieldwork.texture_from_image", icon="TEXTURE")
         layout.separator()
         layout.label(text="Shape space of a collection")
         layout.operator("fieldwork.shape_space", icon="OUTLINER_COLLECTION")

@@ -12,7 +12,7 @@ from .commands import EXIT_MISSING_DEPENDENCY
 
 # Each command is a module in engine/commands/ with HELP, add_arguments(parser) and run(args) -> int.
 # Command modules import torch and numpy inside run(), so building the parser (and `info`) works without them.
-COMMANDS = ("info", "methods", "serve", "extract", "train", "render", "eval", "sample", "render-layout")
+COMMANDS = ("info", "methods", "serve", "extract", "texture", "train", "render", "eval", "sample", "render-layout")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from . import (
     setup_engine,
     shape_space,
     stop,
+    texture_from_image,
     train,
 )
 
@@ -40,6 +41,7 @@ _MODULES = (
     new_shape,
     blend_shapes,
     complete_shape,
+    texture_from_image,
     setup_engine,
     train,
     stop,

@@ -32,6 +32,8 @@ PREVIEW_FILE_NAME = "preview.png"  # the engine's picture in the run folder (eng
 SHAPE_SPACE_KEY = "fieldwork_shape_space"  # on the scene and the collection: the last shape-space run folder
 # The engine's progress bar: "\rigr [####....] step 12 loss ..."
 _BAR = re.compile(r"\[([#.]+)\]")
+# A command's --progress line on stdout: "PROGRESS 0.420 texture: colouring texels"
+_PROGRESS = re.compile(r"^PROGRESS ([0-9.]+)", re.MULTILINE)
 
 
 class ShapeJobError(RuntimeError):
@@ -115,7 +117,9 @@ class EngineSteps:
         if child.process.returncode != 0:
             lines = [line.strip() for line in re.split(r"[\r\n]", stderr) if line.strip()]
             message = lines[-1] if lines else f"the engine exited with status {child.process.returncode}"
-            raise ShapeJobError(f"{step.label}: {message.removeprefix('fieldwork extract: ')}")
+            for prefix in ("fieldwork extract: ", "fieldwork texture: "):
+                message = message.removeprefix(prefix)
+            raise ShapeJobError(f"{step.label}: {message}")
         if step.on_done is not None:
             step.on_done(stdout)
 
@@ -143,8 +147,11 @@ class EngineSteps:
         within = 0.0
         tail = "".join(self.child.stderr[-8:])
         bars = _BAR.findall(tail)
+        progress = _PROGRESS.findall("".join(self.child.stdout[-8:]))
         if bars:
             within = bars[-1].count("#") / len(bars[-1])
+        elif progress:
+            within = min(1.0, float(progress[-1]))
         return step.label, (self.index + within) / len(self.steps)
 
 

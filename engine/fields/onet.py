@@ -57,12 +57,12 @@ class ResnetBlock(nn.Module):
 
 
 class PointNetEncoder(nn.Module):
-    """(b, n, 3) point clouds -> (b, code_size): ResNet blocks with max-pooled features concatenated back in
-    (Occupancy Networks' ResnetPointnet)."""
+    """(b, n, in_features) point clouds (points, optionally with normals) -> (b, code_size): ResNet blocks with
+    max-pooled features concatenated back in (Occupancy Networks' ResnetPointnet)."""
 
-    def __init__(self, width: int, code_size: int, blocks: int = 5) -> None:
+    def __init__(self, width: int, code_size: int, blocks: int = 5, in_features: int = 3) -> None:
         super().__init__()
-        self.fc_pos = nn.Linear(3, 2 * width)
+        self.fc_pos = nn.Linear(in_features, 2 * width)
         self.blocks = nn.ModuleList([ResnetBlock(2 * width, width) for _ in range(blocks)])
         self.fc_code = nn.Linear(width, code_size)
 

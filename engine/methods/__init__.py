@@ -24,7 +24,8 @@ from typing import Any
 IMAGES = "images"  # posed images (transforms.json)
 SHAPES = "shapes"  # shape samples from meshes and point clouds
 COLLECTIONS = "collections"  # image collections with a pose prior (generative models)
-FAMILIES = (IMAGES, SHAPES, COLLECTIONS)
+TEXTURED_SHAPES = "textured_shapes"  # meshes with posed views of their texture (conditional texture fields)
+FAMILIES = (IMAGES, SHAPES, COLLECTIONS, TEXTURED_SHAPES)
 
 # Surface kinds: what the field's scalar is, which decides how a mesh is extracted.
 DENSITY = "density"  # volume density; the level is a density (engine/mesh/levels.py)
@@ -219,7 +220,20 @@ def _type_name(annotation: Any) -> str:
 
 # ---------------------------------------------------------------------------- the entries
 
-_ENTRIES = ("ngp", "nerf", "neus", "unisurf", "dvr", "texture_field", "igr", "onet", "deepsdf", "giraffe", "graf")
+_ENTRIES = (
+    "ngp",
+    "nerf",
+    "neus",
+    "unisurf",
+    "dvr",
+    "texture_field",
+    "conditional_texture_field",
+    "igr",
+    "onet",
+    "deepsdf",
+    "giraffe",
+    "graf",
+)
 
 
 def _load_entries() -> None:

@@ -114,9 +114,15 @@ class DatasetIdentity:
 
     @classmethod
     def of_folder(cls, path: Path) -> DatasetIdentity:
-        """The data of another family (a shape dataset, an image collection): its files' names and sizes."""
+        """The data of another family (a shape dataset, an image collection): its files' names and sizes, but not
+        those of its top-level ``cache/`` folder, which the engine fills itself on the first run (shape samples,
+        ray hits): a run resumes on the dataset it made the cache of."""
         path = Path(path)
-        files = sorted(item for item in path.rglob("*") if item.is_file()) if path.is_dir() else [path]
+        files = (
+            sorted(item for item in path.rglob("*") if item.is_file() and item.relative_to(path).parts[0] != "cache")
+            if path.is_dir()
+            else [path]
+        )
         digest = hashlib.sha256()
         for item in files:
             digest.update(

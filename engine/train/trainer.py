@@ -139,6 +139,7 @@ class FamilyData:
 FAMILY_OPENERS: dict[str, str] = {
     "shapes": ".data.shape_source:open_shapes",
     "collections": ".data.collection_source:open_collection",
+    "textured_shapes": ".data.textured_source:open_textured_shapes",
 }
 
 

@@ -236,3 +236,15 @@ def test_a_checkpoint_is_due_by_steps_or_by_training_time() -> None:
     assert not CheckpointSchedule(every_steps=0, every_seconds=0).due(10**9, 1e9)
     with pytest.raises(ValueError, match="every_seconds must be a finite number >= 0 .* got nan"):
         CheckpointSchedule(every_seconds=float("nan"))
+
+
+def test_a_folder_dataset_keeps_its_identity_when_the_engine_fills_its_cache(tmp_path: Path) -> None:
+    # shape samples and ray hits are cached in <dataset>/cache/ on the first run: resuming must still match
+    (tmp_path / "shapes").mkdir()
+    (tmp_path / "shapes" / "mesh.ply").write_bytes(b"0123")
+    before = DatasetIdentity.of_folder(tmp_path)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "shape-abc.npz").write_bytes(b"cached")
+    assert DatasetIdentity.of_folder(tmp_path) == before
+    (tmp_path / "shapes" / "mesh.ply").write_bytes(b"01234")
+    assert DatasetIdentity.of_folder(tmp_path).fingerprint != before.fingerprint
