@@ -6,10 +6,12 @@ Reads the run folder that bench_texture wrote (``--out`` there), rebuilds its sc
 for training) and measures, masked to the object as the benchmark does, against its ground-truth renders:
 
 - the texture field's own renders of the held-out cameras (its mesh ray-cast, t(p) plus the view-dependent
-  residual): what its training reached, before any bake;
+  residual): what its training reached, before any bake (one ray a pixel centre: no antialiasing, unlike
+  Cycles' renders of the bakes, so a little below them where the texture has edges);
 - the same without the residual (t(p) alone: what a bake can hold);
 - its bake at ``--size`` onto the mesh decimated to ``--fraction``, with each texel's point projected onto
   the field's own mesh (the bake's default) and without (t(p) read where the decimated surface lies);
+  compare them with bench_texture's full-faces row;
 - with ``--field-views N``, the radiance field's own renders of N held-out cameras (slow on a CPU).
 
 Prints a table (PSNR, SSIM) and writes ``profile_texture.json`` in the folder.
@@ -105,26 +107,25 @@ def main(argv: list[str]) -> int:
     record("texture field render, t(p) alone", field_scores(texture_field, len(indices)))
     texture_field.model.field.residual_head = head
 
-    bake = ExtractSettings(texture_size=args.size, cleanup=CleanupConfig(target_faces=0))
     faces = int(texture_field.model.surface_mesh()[1].shape[0])
     decimated = ExtractSettings(
         texture_size=args.size, cleanup=CleanupConfig(target_faces=max(1, int(args.fraction * faces)))
     )
     projection = texture_field_module.PROJECTION_DISTANCE
+    name = f"bake {args.size}, {args.fraction:g} of the faces"
     for label, distance in (("projected", projection), ("not projected", 0.0)):
-        for name, extract in ((f"bake {args.size}, full", bake), (f"bake {args.size}, {args.fraction:g}", decimated)):
-            texture_field_module.PROJECTION_DISTANCE = distance
-            result = extract_mesh_from_trainer(texture_field, extract)
-            slug = f"profile_{name}_{label}".replace(" ", "_").replace(",", "")
-            written = write_result(result, out / "meshes" / f"{slug}.ply", overwrite=True)
-            obj = importers.import_mesh_file(scene, written.path)
-            _emission_material(obj)
-            scores = [
-                _masked_scores(_render(scene, camera, out / "renders" / slug / f"{camera.name}.png"), truth)
-                for camera, truth in zip(held_out, truths, strict=True)
-            ]
-            importers.remove_objects([obj])
-            record(f"texture field {name} faces, {label}", scores)
+        texture_field_module.PROJECTION_DISTANCE = distance
+        result = extract_mesh_from_trainer(texture_field, decimated)
+        slug = f"profile_{name}_{label}".replace(" ", "_").replace(",", "")
+        written = write_result(result, out / "meshes" / f"{slug}.ply", overwrite=True)
+        obj = importers.import_mesh_file(scene, written.path)
+        _emission_material(obj)
+        scores = [
+            _masked_scores(_render(scene, camera, out / "renders" / slug / f"{camera.name}.png"), truth)
+            for camera, truth in zip(held_out, truths, strict=True)
+        ]
+        importers.remove_objects([obj])
+        record(f"texture field {name}, {label}", scores)
     texture_field_module.PROJECTION_DISTANCE = projection
 
     if args.field_views:
