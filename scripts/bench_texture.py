@@ -24,7 +24,8 @@ the full mesh from the same views and baked at each size, full, and the largest 
 mesh is imported with the add-on's importer and rendered with Cycles from the held-out cameras with its
 colour as emission (a bake holds the radiance the cameras saw, lighting included, so it must not be lit
 again); the vertex-coloured meshes are also rendered lit with the object's own material (its procedural
-texture in object coordinates): the ceiling the extracted geometry allows, whatever the colours. PSNR and
+texture in object coordinates): what the extracted geometry alone costs, the true texture where the mesh
+lies (not a ceiling: a misplaced sharp texture can score below blurred colours). PSNR and
 SSIM against the ground-truth renders of the original object, masked to the object
 (pixels where the truth is opaque; SSIM over the object's bounding box, both over black). Bake time is
 the bake alone (atlas, rasterise, colour, pad). Prints a table, the issue's two targets (textured at 10%
@@ -241,8 +242,8 @@ def main(argv: list[str]) -> int:
         )
         print(f"  {name}: {psnr:.2f} dB (load {_load()})", flush=True)
         if kind == "vertex":
-            # The ceiling the geometry allows: the object's own material (object coordinates, lit as the truth
-            # was) on the extracted mesh. What is left below it is the colour's error, not the shape's.
+            # What the geometry alone costs: the object's own material (object coordinates, lit as the truth
+            # was) on the extracted mesh, the true texture wherever the mesh lies.
             obj.data.materials[0] = source.data.materials[0]  # type: ignore[attr-defined]
             psnr, ssim = scores_of(obj, f"{slug}_source_material")
             name = f"source material{name.removeprefix('vertex colours')}"

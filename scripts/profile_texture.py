@@ -1,20 +1,20 @@
 """Where a texture benchmark's decibels go: profiles a finished ``scripts/bench_texture.py`` run folder.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/profile_texture.py --out DIR [--size 2048] [--fraction 0.1]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/profile_texture.py --out DIR [--fraction 0.1] [--field-views 1]
 
-Reads the run folder that bench_texture wrote (``--out`` there), rebuilds its scene (nothing is rendered
-for training) and measures, masked to the object as the benchmark does, against its ground-truth renders:
+Reads the run folder that bench_texture wrote (``--out`` there) and measures, masked to the object as the
+benchmark does, against its ground-truth renders of the held-out cameras:
 
 - the texture field's own renders of the held-out cameras (its mesh ray-cast, t(p) plus the view-dependent
   residual): what its training reached, before any bake (one ray a pixel centre: no antialiasing, unlike
   Cycles' renders of the bakes, so a little below them where the texture has edges);
 - the same without the residual (t(p) alone: what a bake can hold);
-- its bake at ``--size`` onto the mesh decimated to ``--fraction``, with each texel's point projected onto
-  the field's own mesh (the bake's default) and without (t(p) read where the decimated surface lies);
-  compare them with bench_texture's full-faces row;
+- how far the mesh decimated to ``--fraction`` lies from the texture field's own mesh (its face centres
+  cast along their normals, either way, against it), against the field's finest hash-grid cell: a bake
+  onto the decimated mesh reads t(p) there, off the surface it was trained on;
 - with ``--field-views N``, the radiance field's own renders of N held-out cameras (slow on a CPU).
 
-Prints a table (PSNR, SSIM) and writes ``profile_texture.json`` in the folder.
+Prints a table (PSNR, SSIM), the distances, and writes ``profile_texture.json`` in the folder.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import numpy as np  # noqa: E402
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="profile_texture.py", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="a bench_texture.py output folder")
-    parser.add_argument("--size", type=int, default=2048, help="texture size of the decimated bakes")
     parser.add_argument("--fraction", type=float, default=0.1, help="decimate to this fraction of the faces")
     parser.add_argument("--field-views", type=int, default=0, help="held-out views the radiance field renders")
     return parser.parse_args(argv)
@@ -46,35 +45,56 @@ def _premultiplied_rgba(rendered: object, background: np.ndarray) -> np.ndarray:
     return np.concatenate([premultiplied, np.ones_like(opacity[..., None])], axis=-1).astype(np.float64)
 
 
+def decimation_distances(texture_field: object, fraction: float) -> dict[str, float]:
+    """World distances from the face centres of the texture field's mesh decimated to ``fraction`` to its own
+    mesh, along their normals either way (the nearer hit; centres with neither within the box are left out)."""
+    import torch
+
+    from engine.mesh.cleanup import CleanupConfig, clean_mesh
+    from engine.mesh.raycast import MeshRaycaster
+    from engine.mesh.triangle_mesh import TriangleMesh
+
+    vertices, faces = texture_field.model.surface_mesh()  # type: ignore[attr-defined]
+    normalization = texture_field.normalization  # type: ignore[attr-defined]
+    world = normalization.to_world(vertices.double().cpu()).numpy()
+    full = TriangleMesh(world, faces.cpu().numpy().astype(np.int64))
+    box = texture_field.scene_box  # type: ignore[attr-defined]
+    diagonal = float(np.linalg.norm(np.subtract(box.maximum, box.minimum)))
+    decimated = clean_mesh(full, CleanupConfig(target_faces=max(1, int(fraction * full.n_faces))), diagonal)
+    caster = MeshRaycaster(torch.tensor(full.vertices, dtype=torch.float32), torch.tensor(full.faces))
+    centres = torch.tensor(decimated.vertices[decimated.faces].mean(axis=1), dtype=torch.float32)
+    normals = torch.tensor(decimated.face_normals(), dtype=torch.float32)
+    normals = normals / normals.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    nearest = torch.full((len(centres),), float("inf"))
+    for direction in (normals, -normals):
+        # start a hair behind the centre so that a centre on the mesh finds itself
+        hits = caster.intersect(centres - 1e-5 * direction, direction)
+        nearest = torch.minimum(nearest, torch.where(hits.hit, hits.t - 1e-5, torch.full_like(hits.t, float("inf"))))
+    found = nearest[torch.isfinite(nearest)].clamp(min=0.0).numpy()
+    finest = texture_field.model.field.encoding.resolutions[-1]  # type: ignore[attr-defined]
+    return {
+        "median": float(np.median(found)),
+        "p90": float(np.percentile(found, 90)),
+        "max": float(found.max()),
+        "finest_cell": float(normalization.size / finest),
+        "faces": int(decimated.n_faces),
+    }
+
+
 def main(argv: list[str]) -> int:
     args = parse_arguments(argv)
     out: Path = args.out
-    bench = json.loads((out / "bench_texture.json").read_text())
-    settings = bench["args"]
-    import bpy  # noqa: F401
+    if not (out / "bench_texture.json").is_file():
+        raise SystemExit(f"{out}: no bench_texture.json; run scripts/bench_texture.py --out {out} first")
     import imageio.v3 as iio
     import torch
 
-    from addon import importers
-    from engine.fields import texture_field as texture_field_module
-    from engine.mesh.cleanup import CleanupConfig
-    from engine.mesh.extract import ExtractSettings, extract_mesh_from_trainer, write_result
     from engine.train.trainer import Trainer
-    from scripts.bench_texture import _emission_material, _masked_scores, _render
-    from scripts.scenes import build_object_scene
+    from scripts.bench_texture import _masked_scores
 
-    info = build_object_scene(
-        camera_count=int(settings["cameras"]),
-        resolution=int(settings["image_size"]),
-        layout="ring",
-        shape="suzanne",
-        samples=int(settings["samples"]),
-        texture=settings["scene"],
-    )
-    scene = info.scene
-    info.object.hide_render = True
-    held_out = sorted(info.cameras, key=lambda camera: camera.name)[:: int(settings["holdout_every"])]
-    truths = [iio.imread(out / "truth" / f"{camera.name}.png").astype(np.float64) / 255.0 for camera in held_out]
+    # bench_texture rendered the truth of each held-out camera as truth/<camera name>.png
+    truth_paths = sorted((out / "truth").glob("*.png"))
+    truths = [iio.imread(path).astype(np.float64) / 255.0 for path in truth_paths]
     rows: list[dict] = []
 
     def record(name: str, scores: list[tuple[float, float]]) -> None:
@@ -92,7 +112,7 @@ def main(argv: list[str]) -> int:
     background = texture_field._evaluation_background().cpu().numpy()
     # the capture names frames after their cameras (spaces may become underscores in file names)
     frames = {frame.name.replace("_", " "): index for index, frame in enumerate(dataset.frames)}
-    indices = [frames[camera.name] for camera in held_out]
+    indices = [frames[path.stem] for path in truth_paths]
 
     def field_scores(trainer: Trainer, count: int) -> list[tuple[float, float]]:
         scores = []
@@ -107,27 +127,7 @@ def main(argv: list[str]) -> int:
     record("texture field render, t(p) alone", field_scores(texture_field, len(indices)))
     texture_field.model.field.residual_head = head
 
-    faces = int(texture_field.model.surface_mesh()[1].shape[0])
-    decimated = ExtractSettings(
-        texture_size=args.size, cleanup=CleanupConfig(target_faces=max(1, int(args.fraction * faces)))
-    )
-    projection = texture_field_module.PROJECTION_DISTANCE
-    name = f"bake {args.size}, {args.fraction:g} of the faces"
-    for label, distance in (("projected", projection), ("not projected", 0.0)):
-        texture_field_module.PROJECTION_DISTANCE = distance
-        result = extract_mesh_from_trainer(texture_field, decimated)
-        slug = f"profile_{name}_{label}".replace(" ", "_").replace(",", "")
-        written = write_result(result, out / "meshes" / f"{slug}.ply", overwrite=True)
-        obj = importers.import_mesh_file(scene, written.path)
-        _emission_material(obj)
-        scores = [
-            _masked_scores(_render(scene, camera, out / "renders" / slug / f"{camera.name}.png"), truth)
-            for camera, truth in zip(held_out, truths, strict=True)
-        ]
-        importers.remove_objects([obj])
-        record(f"texture field {name}, {label}", scores)
-    texture_field_module.PROJECTION_DISTANCE = projection
-
+    distances = decimation_distances(texture_field, args.fraction)
     if args.field_views:
         torch.set_num_threads(1)
         field = Trainer.from_run(out / "run", device="cpu")
@@ -136,7 +136,14 @@ def main(argv: list[str]) -> int:
     print(f"\n{'variant':<52} {'PSNR dB':>8} {'SSIM':>6}")
     for row in rows:
         print(f"{row['variant']:<52} {row['psnr']:>8.2f} {row['ssim']:>6.3f}")
-    (out / "profile_texture.json").write_text(json.dumps({"rows": rows, "args": vars(args)}, default=str, indent=2))
+    print(
+        f"mesh decimated to {args.fraction:g}: its face centres lie {distances['median']:.4f} (median), "
+        f"{distances['p90']:.4f} (90th percentile), {distances['max']:.4f} (max) world units from the texture "
+        f"field's mesh; its finest hash-grid cell is {distances['finest_cell']:.4f}"
+    )
+    (out / "profile_texture.json").write_text(
+        json.dumps({"rows": rows, "decimation_distances": distances, "args": vars(args)}, default=str, indent=2)
+    )
     return 0
 
 

@@ -12,7 +12,6 @@ bakes without the file it came from.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,6 @@ RESIDUAL_RANGE = 0.25
 # What casting one ray against the mesh costs, in field samples (measured on a CPU: about 50 us a ray against
 # 6 us a hash-grid sample): the sample budget that sizes batches (engine/data/ray_source.py) counts it.
 RAYCAST_SAMPLES = 8
-# How far (unit-cube units: a share of the scene box's side) a baked mesh's surface may lie from the texture
-# field's own mesh and still take its colour from there: a mesh decimated to 10% of a 128-lattice extraction
-# strays up to about a lattice cell (1/128 of the box side) from it; 0.02 leaves a margin of 2.5 cells. Beyond
-# a fine hash-grid cell off that surface, t(p) was never trained and reads other places' features.
-PROJECTION_DISTANCE = 0.02
-# Projection rays start this far behind their point, so a point on the mesh finds itself at t > 0.
-PROJECTION_BACKOFF = 1e-5
 
 
 def resolve_mesh_path(setting: str) -> Path:
@@ -222,46 +214,23 @@ class TextureFieldModel(RadianceModel):
         return [ParameterGroup(list(self.parameters()), self.config.learning_rate, self.config.final_learning_rate)]
 
 
-def project_onto_mesh(
-    raycaster: MeshRaycaster, points: torch.Tensor, normals: torch.Tensor, max_distance: float
-) -> torch.Tensor:
-    """(n, 3) points moved to the nearest point of the raycaster's mesh along their (n, 3) unit normals, either
-    way, no farther than ``max_distance``; a point with no such hit stays where it is.
-
-    A bake onto another mesh than the field's own (a decimated one) samples t(p) on the field's surface, where
-    it was trained, as a selected-to-active bake with a cage does."""
-    count = points.shape[0]
-    directions = torch.cat([normals, -normals])
-    origins = torch.cat([points, points]) - PROJECTION_BACKOFF * directions
-    hits = raycaster.intersect(origins, directions, t_max=max_distance + PROJECTION_BACKOFF)
-    t = torch.where(hits.hit, hits.t, torch.full_like(hits.t, math.inf)).view(2, count)
-    nearest = t.argmin(dim=0)
-    chosen = t.gather(0, nearest[None])[0]
-    sign = 1.0 - 2.0 * nearest.to(points.dtype)  # +normal for the first half, -normal for the second
-    moved = points + (sign * (chosen - PROJECTION_BACKOFF))[:, None] * normals
-    return torch.where(torch.isfinite(chosen)[:, None], moved, points)
-
-
 def texture_colour_function(
     model: TextureFieldModel, normalization: SceneNormalization, colours_are_linear: bool, batch_points: int = 1 << 16
 ) -> Any:
     """The bake's colour callback (engine/mesh/bake.py) of a trained texture field: world points (n, 3) and
-    their unit normals -> (n, 3) sRGB t(p) in 0..1, read where each point projects onto the field's own mesh
-    (:func:`project_onto_mesh`)."""
+    normals (ignored: t(p) needs none) -> (n, 3) sRGB t(p) in 0..1."""
     from ..mesh.io import linear_to_srgb
 
     device = model.mesh_vertices.device
 
     @torch.no_grad()
-    def colour(points_world: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    def colour(points_world: np.ndarray, _normals: np.ndarray) -> np.ndarray:
         model.eval()
         out = np.empty((len(points_world), 3), dtype=np.float32)
         for start in range(0, len(points_world), batch_points):
             chunk = torch.as_tensor(np.asarray(points_world[start : start + batch_points], dtype=np.float32))
-            chunk_normals = torch.as_tensor(np.asarray(normals[start : start + batch_points], dtype=np.float32))
-            unit = normalization.to_unit(chunk.to(device))
-            unit = project_onto_mesh(model.raycaster, unit, chunk_normals.to(device), PROJECTION_DISTANCE)
-            out[start : start + len(chunk)] = model.texture(unit.clamp(0.0, 1.0)).float().cpu().numpy()
+            unit = normalization.to_unit(chunk.to(device)).clamp(0.0, 1.0)
+            out[start : start + len(chunk)] = model.texture(unit).float().cpu().numpy()
         return linear_to_srgb(out).astype(np.float32) if colours_are_linear else np.clip(out, 0.0, 1.0)
 
     return colour

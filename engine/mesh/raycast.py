@@ -109,20 +109,14 @@ class MeshRaycaster:
         occupied = int((self.cell_count > 0).sum())
         return float(self.cell_faces.numel()) / max(1, occupied)
 
-    def intersect(
-        self, origins: torch.Tensor, directions: torch.Tensor, t_min: float = 0.0, t_max: float = math.inf
-    ) -> RayHits:
-        """The first hit of each ray (origins, directions (n, 3), any non-zero length) beyond ``t_min`` and not
-        beyond ``t_max`` (both in units of the direction's length). Only the cells up to ``t_max`` are searched:
-        short rays are cheap."""
+    def intersect(self, origins: torch.Tensor, directions: torch.Tensor, t_min: float = 0.0) -> RayHits:
+        """The first hit of each ray (origins, directions (n, 3), any non-zero length) beyond ``t_min``."""
         if origins.shape != directions.shape or origins.ndim != 2 or origins.shape[1] != 3:
             raise ValueError(
                 f"origins and directions must both be (n, 3), got {tuple(origins.shape)}, {tuple(directions.shape)}"
             )
         parts = [
-            self._intersect_chunk(
-                origins[start : start + CHUNK_RAYS], directions[start : start + CHUNK_RAYS], t_min, t_max
-            )
+            self._intersect_chunk(origins[start : start + CHUNK_RAYS], directions[start : start + CHUNK_RAYS], t_min)
             for start in range(0, origins.shape[0], CHUNK_RAYS)
         ]
         if not parts:
@@ -130,7 +124,7 @@ class MeshRaycaster:
             return RayHits(empty.bool(), empty, empty.long(), origins.new_zeros(0, 3))
         return RayHits(*(torch.cat([getattr(part, name) for part in parts]) for name in RayHits.__annotations__))
 
-    def _intersect_chunk(self, origins: torch.Tensor, directions: torch.Tensor, t_min: float, t_max: float) -> RayHits:
+    def _intersect_chunk(self, origins: torch.Tensor, directions: torch.Tensor, t_min: float) -> RayHits:
         origins, directions = origins.float(), directions.float()
         n_rays = origins.shape[0]
         device = origins.device
@@ -139,7 +133,7 @@ class MeshRaycaster:
         safe = torch.where(unit.abs() < 1e-12, torch.full_like(unit, 1e-12), unit)
         t_low, t_high = (self.box_min - origins) / safe, (self.box_max - origins) / safe
         t_near = torch.minimum(t_low, t_high).amax(1).clamp(min=0.0)
-        t_far = torch.minimum(torch.maximum(t_low, t_high).amin(1), t_max * lengths)
+        t_far = torch.maximum(t_low, t_high).amin(1)
         crosses = t_far >= t_near
         t = torch.full((n_rays,), math.inf, device=device)
         face = torch.full((n_rays,), -1, dtype=torch.long, device=device)
@@ -181,7 +175,7 @@ class MeshRaycaster:
             self.edge_2[candidate_faces],
         )
         lower = max(0.0, t_min) * lengths[candidate_rays]
-        good = torch.isfinite(distance) & (distance > lower) & (distance <= t_max * lengths[candidate_rays])
+        good = torch.isfinite(distance) & (distance > lower)
         distance = torch.where(good, distance, torch.full_like(distance, math.inf))
         t = t.scatter_reduce(0, candidate_rays, distance, reduce="amin")
         nearest = good & (distance == t[candidate_rays])

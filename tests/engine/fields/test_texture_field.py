@@ -141,23 +141,3 @@ def test_a_trained_run_bakes_from_its_own_mesh_without_the_file(tmp_path: Path) 
     missing = TrainConfig(method="texture_field", steps=1, warmup_steps=0, settings={"mesh": str(mesh_path)})
     with pytest.raises(ValueError, match="given.ply: no such file"):
         Trainer.create(dataset, tmp_path / "run2", missing).fit(progress=False)
-
-
-def test_points_off_the_field_mesh_take_their_colour_where_they_project_onto_it() -> None:
-    # A decimated mesh's texels lie off the texture field's own mesh: they are moved onto it along their
-    # normals, either way, within the projection distance; farther ones stay.
-    from engine.fields.texture_field import project_onto_mesh
-    from engine.mesh.raycast import MeshRaycaster
-
-    vertices, faces = icosphere(4)  # 5120 faces: within 0.1% of the sphere's radius
-    caster = MeshRaycaster(torch.tensor(vertices, dtype=torch.float32), torch.tensor(faces))
-    generator = torch.Generator().manual_seed(0)
-    normals = torch.randn(600, 3, generator=generator)
-    normals = normals / normals.norm(dim=1, keepdim=True)
-    radii = SPHERE_RADIUS + torch.cat([torch.full((200,), 0.01), torch.full((200,), -0.01), torch.zeros(200)])
-    moved = project_onto_mesh(caster, normals * radii[:, None], normals, max_distance=0.02)
-    assert torch.allclose(moved.norm(dim=1), torch.full((600,), SPHERE_RADIUS), atol=2e-3)
-    # the points on the mesh stay put, the ones beyond the distance are left alone
-    far = normals[:10] * (SPHERE_RADIUS + 0.05)
-    assert torch.equal(project_onto_mesh(caster, far, normals[:10], max_distance=0.02), far)
-    assert float((moved[400:] - normals[400:] * SPHERE_RADIUS).norm(dim=1).max()) < 2e-3

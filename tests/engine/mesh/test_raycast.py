@@ -72,15 +72,3 @@ def test_a_few_large_triangles_are_found_from_every_cell() -> None:
     plane_z = 0.5 * origins[:, 0]  # z = x / 2 on the square
     assert torch.allclose(origins[:, 2] + hits.t, plane_z, atol=1e-5)
     assert set(hits.face.tolist()) == {0, 1}
-
-
-def test_t_max_ends_the_search_and_hits_beyond_it_are_misses() -> None:
-    vertices, faces = icosphere(3, RADIUS)
-    caster = MeshRaycaster(torch.tensor(vertices), torch.tensor(faces))
-    origins = torch.tensor([[0.0, 0.0, -1.5], [0.0, 0.0, -0.6]])
-    directions = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 2.0]])  # t in units of length 2: the hits at 0.5, 0.05
-    near = caster.intersect(origins, directions, t_max=0.1)
-    assert near.hit.tolist() == [False, True]
-    assert float(near.t[1]) == pytest.approx(0.05, abs=1e-3)
-    assert near.face[0] == -1 and bool(torch.isinf(near.t[0]))
-    assert bool(caster.intersect(origins, directions, t_max=0.6).hit.all())
