@@ -1,20 +1,22 @@
-"""DVR against instant-NGP on the same time budget: Chamfer-L1 / F-score of their meshes, held-out PSNR.
+"""DVR against NeuS and instant-NGP on the same time budget: Chamfer-L1 / F-score of their meshes, held-out PSNR.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_dvr.py [--minutes 3] [--cameras 32] [--image-size 64]
-                                                            [--resolution 128] [--methods ngp dvr] [--out DIR]
+                                                            [--resolution 128] [--methods dvr neus ngp] [--out DIR]
 
 The demo scene of scripts/bench_mesh.py (a subdivided, textured Suzanne rendered with Cycles from
 cameras on a sphere, exported with the add-on's capture, RGBA so DVR has its masks); each method
-trains for ``--minutes`` of training time, then its mesh is extracted with MISE at the method's own
-level (density for ngp, occupancy 0.5 for dvr) and compared with Suzanne's triangles (F-score at 1%
-of the scene box diagonal), and the held-out views are rendered for PSNR/SSIM. Prints a table and
-writes ``bench_dvr.json``. Figures depend on the machine and its load: say which when quoting them.
+trains for ``--minutes`` of training time with its default settings, then its mesh is extracted with
+MISE at the method's own level (density for ngp, occupancy 0.5 for dvr, signed distance 0 for neus) and
+compared with Suzanne's triangles (F-score at 1% of the scene box diagonal), and the held-out views are
+rendered for PSNR/SSIM. Prints a table and writes ``bench_dvr.json``. Figures depend on the machine and
+its load: say which when quoting them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -36,7 +38,7 @@ from engine.mesh.triangle_mesh import TriangleMesh  # noqa: E402
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_dvr.py", description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0, help="training time per method")
-    parser.add_argument("--methods", nargs="+", default=["ngp", "dvr"])
+    parser.add_argument("--methods", nargs="+", default=["dvr", "neus", "ngp"])
     parser.add_argument("--cameras", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=128, help="MISE's finest lattice")
@@ -45,6 +47,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is faster on a busy machine)")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
+
+
+def _load() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main(argv: list[str]) -> int:
@@ -73,6 +79,7 @@ def main(argv: list[str]) -> int:
     dataset = capture.export_dataset(info.scene, out / "dataset", overwrite=True)
     print(f"scene rendered and exported in {time.perf_counter() - started:.0f} s", flush=True)
 
+    loads = {"start": _load()}
     rows = []
     for method in args.methods:
         config = TrainConfig(method=method, steps=10**7, minutes=args.minutes, compile="off", eval_views=0)
@@ -105,7 +112,8 @@ def main(argv: list[str]) -> int:
         except EmptySurfaceError as exc:
             print(f"{method}: no surface ({exc})")
         rows.append(row)
-        print(f"  {method}: done, {trainer.step} steps", flush=True)
+        loads[method] = _load()
+        print(f"  {method}: done, {trainer.step} steps (load {loads[method]})", flush=True)
 
     print(
         f"\n{args.minutes:g} min each, {args.cameras} cameras at {args.image_size}px, MISE {args.resolution}, "
@@ -126,7 +134,10 @@ def main(argv: list[str]) -> int:
             f"{metric('faces', 'd'):>8} {metric('chamfer_l1', '.5f'):>9} {metric('f_score', '.3f'):>6} "
             f"{metric('precision', '.3f'):>6} {metric('recall', '.3f'):>6}"
         )
-    (out / "bench_dvr.json").write_text(json.dumps({"rows": rows, "args": vars(args)}, default=str, indent=2))
+    print("load average (1/5/15 min) after: " + "; ".join(f"{stage} {value}" for stage, value in loads.items()))
+    (out / "bench_dvr.json").write_text(
+        json.dumps({"rows": rows, "load_average": loads, "args": vars(args)}, default=str, indent=2)
+    )
     print(f"written to {out}")
     return 0
 

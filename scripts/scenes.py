@@ -29,6 +29,13 @@ Layout = Literal["sphere", "ring"]
 Shape = Literal["suzanne", "cube", "sphere", "icosphere", "cylinder", "cone"]
 SHAPES: tuple[str, ...] = ("suzanne", "cube", "sphere", "icosphere", "cylinder", "cone")
 LAYOUTS: tuple[str, ...] = ("sphere", "ring")
+Texture = Literal["demo", "checker"]
+TEXTURES: tuple[str, ...] = ("demo", "checker")
+# Cells of the fine checker per world unit (Blender's checker has cells 1/scale wide): 0.1 units, about
+# 8 pixels of a 256-pixel view of the demo object and 2 of a 64-pixel one, and a few vertices of a
+# 128-lattice mesh (about 0.02 units apart) or under one of that mesh decimated to 10%.
+FINE_CHECKER_SCALE = 10.0
+FINE_CHECKER_COLOURS = ((0.9, 0.55, 0.05, 1.0), (0.04, 0.08, 0.35, 1.0))  # orange and dark blue, linear
 
 OBJECT_NAME = "Fieldwork Object"
 OBJECT_COLLECTION = "Fieldwork Scene Object"
@@ -93,6 +100,7 @@ def build_object_scene(
     samples: int = 16,
     seed: int = 0,
     engine: str = "CYCLES",
+    texture: Texture = "demo",
 ) -> SceneInfo:
     """Build a textured object, two lights and ``camera_count`` cameras looking at it.
 
@@ -101,6 +109,8 @@ def build_object_scene(
     ``layout="sphere"``: cameras evenly over the whole sphere (Fibonacci lattice);
     ``layout="ring"``: evenly in azimuth, cycling through the elevations ``RING_ELEVATIONS_DEG``.
     The camera distance fits the object's bounding sphere into every view.
+    ``texture="demo"``: a checker of noise and Voronoi colours (detail at every scale, the demo's);
+    ``texture="checker"``: a fine two-colour checker (sharp edges a pixel or two wide at 64 px).
     """
     if camera_count < 1:
         raise ValueError(f"camera_count must be at least 1, got {camera_count}")
@@ -112,6 +122,8 @@ def build_object_scene(
         raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
+    if texture not in TEXTURES:
+        raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
 
     if scene is None:
         bpy.ops.wm.read_homefile(use_empty=True)
@@ -124,7 +136,7 @@ def build_object_scene(
     mesh_object.location = object_location
     mesh_object.rotation_euler = object_rotation_euler
     mesh_object.scale = object_scale
-    mesh_object.data.materials.append(_textured_material())
+    mesh_object.data.materials.append(_textured_material() if texture == "demo" else _fine_checker_material())
     if shape == "suzanne":
         # A level of subdivision turns the faceted monkey into a surface worth reconstructing.
         subdivision = mesh_object.modifiers.new("Subdivision", "SUBSURF")
@@ -293,6 +305,25 @@ def _textured_material() -> bpy.types.Material:
     saturation.inputs["Saturation"].default_value = 2.0
     links.new(checker.outputs["Color"], saturation.inputs["Color"])
     links.new(saturation.outputs["Color"], shader.inputs["Base Color"])
+    return material
+
+
+def _fine_checker_material() -> bpy.types.Material:
+    """A fine checker of two far-apart colours on object coordinates: edges no vertex colour can hold."""
+    material = bpy.data.materials.new("Fieldwork Fine Checker")
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    links = material.node_tree.links
+    shader = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
+    shader.inputs["Roughness"].default_value = 0.9
+    coordinates = nodes.new("ShaderNodeTexCoord")
+    checker = nodes.new("ShaderNodeTexChecker")
+    checker.inputs["Scale"].default_value = FINE_CHECKER_SCALE
+    checker.inputs["Color1"].default_value = FINE_CHECKER_COLOURS[0]
+    checker.inputs["Color2"].default_value = FINE_CHECKER_COLOURS[1]
+    links.new(coordinates.outputs["Object"], checker.inputs["Vector"])
+    links.new(checker.outputs["Color"], shader.inputs["Base Color"])
     return material
 
 

@@ -69,3 +69,19 @@ def test_ground_truth_mesh_written_as_binary_ply(tmp_path: Path) -> None:
     assert len(body) == 8 * 12 + 12 * 13
     with pytest.raises(ValueError, match="truth.stl"):
         save_ground_truth_mesh(info, tmp_path / "truth.stl")
+
+
+def test_the_fine_checker_scene_shows_both_of_its_colours(tmp_path: Path) -> None:
+    info = build_object_scene(camera_count=1, resolution=32, layout="ring", samples=2, texture="checker")
+    assert info.object.data.materials[0].name.startswith("Fieldwork Fine Checker")
+    info.scene.render.filepath = str(tmp_path / "view.png")
+    bpy.ops.render.render(write_still=True)
+    import imageio.v3 as iio
+
+    pixels = iio.imread(tmp_path / "view.png").astype(np.int64)
+    opaque = pixels[pixels[..., 3] == 255]
+    orange = (opaque[:, 0] > opaque[:, 2]).mean()
+    blue = (opaque[:, 2] > opaque[:, 0]).mean()
+    assert len(opaque) > 100 and orange > 0.2 and blue > 0.2, (len(opaque), orange, blue)
+    with pytest.raises(ValueError, match="texture must be one of"):
+        build_object_scene(camera_count=1, resolution=8, texture="plaid")  # type: ignore[arg-type]
