@@ -30,6 +30,7 @@ class FIELDWORK_OT_fit_surface(ShapeJobOperator):
     bl_idname = "fieldwork.fit_surface"
     bl_label = "Fit Surface"
     bl_options = {"REGISTER", "UNDO"}
+    wants_preview = True
 
     method: EnumProperty(  # type: ignore[valid-type]
         name="Method",

@@ -162,6 +162,7 @@ class ShapeJobOperator(bpy.types.Operator):
     _steps: EngineSteps | None = None
     _timer: Any = None
     preview: surface_preview.SurfacePreview | None = None
+    wants_preview = False  # a job that trains a surface shows it over the viewport as it goes
 
     def prepare(self, context: bpy.types.Context) -> list[EngineStep]:
         raise NotImplementedError
@@ -183,7 +184,7 @@ class ShapeJobOperator(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        self.preview = surface_preview.start(context)
+        self.preview = surface_preview.start(context) if self.wants_preview else None
         try:
             self._steps = EngineSteps(self.prepare(context))
             self._steps.poll()

@@ -31,6 +31,7 @@ class FIELDWORK_OT_shape_space(ShapeJobOperator):
     bl_idname = "fieldwork.shape_space"
     bl_label = "Shape Space"
     bl_options = {"REGISTER"}
+    wants_preview = True
 
     collection: StringProperty(  # type: ignore[valid-type]
         name="Collection", description="The collection of shapes (empty: the active object's collection)"
