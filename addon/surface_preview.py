@@ -29,7 +29,7 @@ VIEW_FILE_NAME = "preview_view.json"
 # The engine renders a preview at most this often (train --preview-every) and at most this big
 # (--preview-size), each sized to take a tenth of the interval: on one loaded CPU core a shape network
 # takes 5-15 us per point and a sphere-traced pixel 20-30 points (scripts/bench_shapes.py --only preview),
-# so a picture every 4 s is 40-60 pixels across there; on a GPU it is the full 128.
+# so a picture every 4 s is 20-60 pixels across there (bench_shapes: IGR 43, ONet 22); on a GPU, 128.
 PREVIEW_EVERY_S = 4.0
 PREVIEW_SIZE = 128
 
