@@ -569,18 +569,24 @@ def collection_document(settings: dict[str, Any], count: int, complete: bool) ->
     }
 
 
-def check_resumable(out: Path, settings: dict[str, Any]) -> None:
-    """An existing collection.json must describe the same images, or resuming would mix two collections."""
-    path = out / COLLECTION_NAME
+def check_resumable(
+    out: Path,
+    settings: dict[str, Any],
+    index_name: str = COLLECTION_NAME,
+    error: type[Exception] = CollectionSetupError,
+) -> None:
+    """An existing index (collection.json) must describe the same images, or resuming would mix two
+    collections; ``error`` is raised, naming the file and the first setting that differs."""
+    path = out / index_name
     if not path.is_file():
         return
     try:
         existing = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CollectionSetupError(f"{path}: unreadable ({error}); remove it or choose another --out") from error
+    except (OSError, json.JSONDecodeError) as unreadable:
+        raise error(f"{path}: unreadable ({unreadable}); remove it or choose another --out") from unreadable
     for key, value in settings.items():
         if existing.get(key) != value:
-            raise CollectionSetupError(
+            raise error(
                 f"{path}: {key!r} is {json.dumps(existing.get(key))}, this command asks for {json.dumps(value)}; "
                 "a collection is completed with the options it was started with (or choose another --out)"
             )

@@ -45,7 +45,7 @@ import bpy  # noqa: E402
 
 # isort: split
 import numpy as np  # noqa: E402
-from mathutils import Matrix, Vector  # noqa: E402
+from mathutils import Vector  # noqa: E402
 
 from engine.atomic import write_atomic, write_text_atomic  # noqa: E402
 from engine.data.textured_collection import (  # noqa: E402
@@ -58,6 +58,7 @@ from engine.data.textured_collection import (  # noqa: E402
 from engine.data.transforms import Frame, Intrinsics, SceneBox, Transforms, write_transforms  # noqa: E402
 from engine.mesh.io import write_mesh  # noqa: E402
 from engine.mesh.triangle_mesh import TriangleMesh  # noqa: E402
+from scripts import make_collection, scenes  # noqa: E402
 
 KINDS = ("box", "sphere", "cylinder", "cone", "vase")
 PATTERNS = ("stripes", "checker", "gradient")
@@ -117,19 +118,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_resumable(out: Path, settings: dict[str, Any]) -> None:
-    path = out / INDEX_NAME
-    if not path.is_file():
-        return
-    try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise TexturedCollectionError(f"{path}: unreadable ({error}); remove it or choose another --out") from error
-    for key, value in settings.items():
-        if existing.get(key) != value:
-            raise TexturedCollectionError(
-                f"{path}: {key!r} is {json.dumps(existing.get(key))}, this command asks for {json.dumps(value)}; "
-                "a collection is completed with the options it was started with (or choose another --out)"
-            )
+    make_collection.check_resumable(out, settings, INDEX_NAME, TexturedCollectionError)
 
 
 def index_document(settings: dict[str, Any], count: int, complete: bool) -> dict[str, Any]:
@@ -336,11 +325,6 @@ def camera_directions(count: int, turn_deg: float) -> list[Vector]:
     return directions
 
 
-def look_at(location: Vector, target: Vector) -> Matrix:
-    rotation = (target - location).to_track_quat("-Z", "Y")
-    return Matrix.Translation(location) @ rotation.to_matrix().to_4x4()
-
-
 class ShapeRenderer:
     """One Blender scene reused for every shape: the shape object, one camera moved between views."""
 
@@ -406,7 +390,7 @@ class ShapeRenderer:
         frames = []
         origin = Vector((0.0, 0.0, 0.0))
         for view, direction in enumerate(camera_directions(self.settings["views"], params["camera_turn_deg"])):
-            self.camera.matrix_world = look_at(direction * distance, origin)
+            self.camera.matrix_world = scenes.look_at(direction * distance, origin)
             self.scene.view_layers[0].update()
             image = folder / "images" / f"{view:03d}.png"
             bpy.ops.render.render(scene=self.scene.name)

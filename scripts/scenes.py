@@ -166,7 +166,7 @@ def build_object_scene(
         camera_data.clip_start = max(camera_distance - 2 * bounding_radius, 0.01) / 2
         camera_data.clip_end = camera_distance + 4 * bounding_radius
         camera_object = bpy.data.objects.new(f"Camera {index:03d}", camera_data)
-        camera_object.matrix_world = _look_at(center + direction * camera_distance, center)
+        camera_object.matrix_world = look_at(center + direction * camera_distance, center)
         camera_collection.objects.link(camera_object)
         camera_names.append(camera_object.name)
     scene.camera = bpy.data.objects[camera_names[0]]
@@ -338,7 +338,7 @@ def _add_lights(scene: bpy.types.Scene, center: Vector, camera_distance: float) 
         light_data.energy = strength
         light_data.angle = math.radians(10.0)
         light_object = bpy.data.objects.new(name, light_data)
-        light_object.matrix_world = _look_at(center + direction.normalized() * camera_distance, center)
+        light_object.matrix_world = look_at(center + direction.normalized() * camera_distance, center)
         collection.objects.link(light_object)
 
 
@@ -359,7 +359,7 @@ def _camera_directions(count: int, layout: str) -> list[Vector]:
     return directions
 
 
-def _look_at(location: Vector, target: Vector) -> Matrix:
+def look_at(location: Vector, target: Vector) -> Matrix:
     """Camera-to-world matrix at ``location`` looking down -Z at ``target``, +Y as up as possible."""
     rotation = (target - location).to_track_quat("-Z", "Y")
     return Matrix.Translation(location) @ rotation.to_matrix().to_4x4()
