@@ -9,26 +9,16 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-import torch
 
-from engine.train.config import TrainConfig
-from engine.train.trainer import Trainer
-from tests.engine.textured_fixtures import write_textured_collection
+from tests.engine.textured_fixtures import train_tiny_run
 from tests.engine.train.test_conditional_texture_field import TINY
 
 
 @pytest.fixture(scope="module")
 def texture_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("texture_from_image")
-    collection = write_textured_collection(folder / "collection")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(method="conditional_texture_field", steps=2, compile="off", settings=TINY)
-        Trainer.create(collection, folder / "run", config).fit(progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return folder / "run", collection / "shapes" / "shape_0001" / "images" / "000.png"
+    collection, run = train_tiny_run(folder, TINY)
+    return run, collection / "shapes" / "shape_0001" / "images" / "000.png"
 
 
 @pytest.fixture

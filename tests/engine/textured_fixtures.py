@@ -102,3 +102,20 @@ def write_textured_collection(folder: Path, count: int = 3, views: int = 4, size
     }
     (folder / INDEX_NAME).write_text(json.dumps(index_document), encoding="utf-8")
     return folder
+
+
+def train_tiny_run(folder: Path, settings: dict) -> tuple[Path, Path]:
+    """A tiny textured collection in ``folder`` and a conditional texture field trained on it for 2 steps on
+    one thread: (collection, run)."""
+    from engine.train.config import TrainConfig
+    from engine.train.trainer import Trainer
+
+    collection = write_textured_collection(folder / "collection")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = TrainConfig(method="conditional_texture_field", steps=2, compile="off", settings=settings)
+        Trainer.create(collection, folder / "run", config).fit(progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return collection, folder / "run"

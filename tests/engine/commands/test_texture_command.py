@@ -8,28 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from engine.mesh.io import read_obj, read_ply_with_texture
-from engine.train.config import TrainConfig
-from engine.train.trainer import Trainer
 from tests.engine.commands.test_radiance_commands import run_engine
-from tests.engine.textured_fixtures import write_textured_collection
+from tests.engine.textured_fixtures import train_tiny_run
 from tests.engine.train.test_conditional_texture_field import TINY
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("texture_command")
-    collection = write_textured_collection(folder / "collection")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = TrainConfig(method="conditional_texture_field", steps=2, compile="off", settings=TINY)
-        Trainer.create(collection, folder / "run", config).fit(progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return collection, folder / "run"
+    collection, run = train_tiny_run(folder, TINY)
+    return collection, run
 
 
 def test_bakes_a_textured_mesh_that_loads(trained: tuple[Path, Path], tmp_path: Path) -> None:
