@@ -7,9 +7,11 @@ scripts/make_textured_collection.py (``--shapes`` x ``--views`` at ``--size``, `
 geometry), (2) ``python -m engine train DATA --method conditional_texture_field --minutes M`` with the last
 ``--holdout`` shapes by name held out and CPU_SETTINGS (a run with a checkpoint is evaluated as it is; pass a new
 --run to train again), (3) for every held-out
-shape, conditioned on its view 0: its other views predicted at the pixels where their rays meet the mesh
+shape, conditioned on each of its views in turn (``--condition-views all``; or on the views given, e.g. ``0``
+as the run's own evaluation does): its other views predicted at the pixels where their rays meet the mesh
 (the engine's ray caster), and PSNR/SSIM masked to those pixels, for the model and for the baseline that
-colours the whole shape with the mean colour of the conditioning view's object pixels.
+colours the whole shape with the mean colour of the conditioning view's object pixels. Every view conditions
+because the collection's view 0 looks almost straight down, the least a user's photo would show.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import torch  # noqa: E402
 from engine.data.textured_collection import index_path  # noqa: E402
 from engine.data.textured_source import ALPHA_THRESHOLD, TexturedSource  # noqa: E402
 from engine.fields.conditional_texture_field import (  # noqa: E402
-    EVALUATION_CONDITION_VIEW,
     ConditionalTextureFieldModel,
     predict_shape_views,
     view_quality,
@@ -64,6 +65,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "--holdout", type=int, default=12, help="held-out shapes, the last by name (a multiple of --textures)"
     )
     parser.add_argument("--minutes", type=float, default=6.0, help="training budget")
+    parser.add_argument(
+        "--condition-views",
+        nargs="+",
+        default=["all"],
+        help="the views that condition each held-out shape, one at a time (all: every view)",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting (after CPU_SETTINGS)"
     )
@@ -103,20 +110,25 @@ def main(argv: list[str]) -> int:
     held_out = [names.index(name) for name in model.holdout]
     print(
         f"run {args.run}: step {trainer.step}, {trainer.train_seconds:.0f} s of training, "
-        f"{len(source.train)} training shapes, {len(held_out)} held out; condition view {EVALUATION_CONDITION_VIEW}"
+        f"{len(source.train)} training shapes, {len(held_out)} held out; conditioned on views "
+        f"{' '.join(args.condition_views)}"
     )
     rows = []
     print(f"{'shape':<12} {'pattern':<9} {'model PSNR':>10} {'SSIM':>6}   {'baseline PSNR':>13} {'SSIM':>6}")
     for index in held_out:
         shape = source.shapes[index]
-        predictions = predict_shape_views(model, shape, EVALUATION_CONDITION_VIEW, torch.device("cpu"))
-        condition = shape.images[EVALUATION_CONDITION_VIEW].reshape(-1, 4)
-        mean_colour = condition[condition[:, 3] > ALPHA_THRESHOLD * 255, :3].mean(axis=0) / 255.0
-        ours = [view_quality(shape, view, colours) for view, colours in predictions.items()]
-        base = [
-            view_quality(shape, view, np.broadcast_to(mean_colour, colours.shape))
-            for view, colours in predictions.items()
-        ]
+        views = len(shape.view_start) - 1
+        conditions = range(views) if args.condition_views == ["all"] else [int(view) for view in args.condition_views]
+        ours, base = [], []
+        for condition_view in conditions:
+            predictions = predict_shape_views(model, shape, condition_view, torch.device("cpu"))
+            condition = shape.images[condition_view].reshape(-1, 4)
+            mean_colour = condition[condition[:, 3] > ALPHA_THRESHOLD * 255, :3].mean(axis=0) / 255.0
+            ours += [view_quality(shape, view, colours) for view, colours in predictions.items()]
+            base += [
+                view_quality(shape, view, np.broadcast_to(mean_colour, colours.shape))
+                for view, colours in predictions.items()
+            ]
         row = {
             "model_psnr": np.mean([q["psnr"] for q in ours]),
             "model_ssim": np.mean([q["ssim"] for q in ours]),

@@ -184,6 +184,10 @@ class ShapeJobOperator(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
+        return self.start_modal(context)
+
+    def start_modal(self, context: bpy.types.Context) -> set[str]:
+        """Start the steps in the background and follow them from a timer (progress in the status bar, Esc)."""
         self.preview = surface_preview.start(context) if self.wants_preview else None
         try:
             self._steps = EngineSteps(self.prepare(context))

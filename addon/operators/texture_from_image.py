@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from .. import shapes
 from ..engine.data.shapes import ShapeError
@@ -44,14 +44,23 @@ class FIELDWORK_OT_texture_from_image(ShapeJobOperator):
     )
     size: EnumProperty(name="Texture Size", items=TEXTURE_SIZES, default="1024")  # type: ignore[valid-type]
 
+    from_dialog: BoolProperty(options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
+
     _created: str = ""
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        # from the panel the run and the image are not known yet: ask for them (OK then runs it blocking, a bake
-        # of seconds); given, it runs as every shape job does, in the background with progress
+        # from the panel the run and the image are not known yet: ask for them; the dialog's OK calls execute,
+        # which then starts the job as invoke would (in the background, with progress and Esc)
         if not (self.run_dir and self.image_path) and not bpy.app.background and context.window is not None:
+            self.from_dialog = True
             return {str(state) for state in context.window_manager.invoke_props_dialog(self, width=420)}
         return super().invoke(context, event)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if self.from_dialog and not bpy.app.background and context.window is not None:
+            self.from_dialog = False  # a redo of the finished job runs it here, blocking
+            return self.start_modal(context)
+        return super().execute(context)
 
     def prepare(self, context: bpy.types.Context) -> list[EngineStep]:
         source = context.active_object

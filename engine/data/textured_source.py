@@ -246,6 +246,7 @@ class TexturedSource:
         self.shapes_per_batch = int(settings.shapes_per_batch)
         self.points_per_shape = int(settings.points_per_shape)
         self.encoder_count = int(settings.encoder_points)
+        self.colour_augmentation = bool(settings.colour_augmentation)
         self.views = torch.tensor([len(shape.view_start) - 1 for shape in shapes], device=device)
         self.images = torch.from_numpy(np.stack([shape.images for shape in shapes])).to(device)  # (n, v, h, w, 4)
         self.encoder_inputs = torch.from_numpy(np.stack([shape.encoder_points for shape in shapes])).to(device)
@@ -281,14 +282,33 @@ class TexturedSource:
         index = start[:, None] + (uniform(batch, self.points_per_shape) * count[:, None]).long()
         encoder_index = (uniform(batch, self.encoder_count) * self.encoder_inputs.shape[1]).long()
         encoder = torch.gather(self.encoder_inputs[shape], 1, encoder_index[..., None].expand(-1, -1, 6))
-        condition = condition_tensor(self.images[shape, condition_view], self.image_size)
+        images, colours = self.images[shape, condition_view], self.colours[index]
+        if self.colour_augmentation:
+            images, colours = recolour(images, colours, uniform(batch, 3), uniform(batch, 3) < 0.5)
         return TexturedBatch(
             shape=shape,
-            condition=condition,
+            condition=condition_tensor(images, self.image_size),
             encoder_points=encoder,
             points=self.points[index],
-            colours=self.colours[index],
+            colours=colours,
         )
+
+
+def recolour(
+    images: torch.Tensor, colours: torch.Tensor, order_keys: torch.Tensor, invert: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour augmentation, one draw per shape of a batch and the same in its condition and its target: (b, h, w,
+    4) uint8 RGBA conditioning images and (b, k, 3) target colours in 0..1 get their channels reordered (by the
+    argsort of ``order_keys`` (b, 3)) and the ``invert`` (b, 3) ones turned to 1 - x; alpha is kept. 48 textures
+    for each one rendered, so the image encoder must read colours off the image rather than recognise the few
+    hundred textures of a training collection (without it a CPU run learned the training textures and
+    predicted held-out ones below a mean-colour baseline)."""
+    order = torch.argsort(order_keys, dim=1)
+    rgb = torch.gather(images[..., :3], -1, order[:, None, None, :].expand(*images.shape[:3], 3))
+    rgb = torch.where(invert[:, None, None, :], 255 - rgb, rgb)
+    colours = torch.gather(colours, -1, order[:, None, :].expand_as(colours))
+    colours = torch.where(invert[:, None, :], 1.0 - colours, colours)
+    return torch.cat([rgb, images[..., 3:]], dim=-1), colours
 
 
 def open_textured_shapes(path: Path, config: Any, device: torch.device) -> Any:

@@ -31,6 +31,7 @@ class ConditionalTextureFieldConfig:
     points_per_shape: int = 1024  # target pixels per shape per step
     shapes_per_batch: int = 16  # the paper: 18
     surface_samples: int = 8192  # surface points made per shape; the encoder's inputs are drawn from them
+    colour_augmentation: bool = True  # reorder and invert the colour channels per shape at random (recolour)
     holdout_shapes: int = 0  # the last N shapes by name are not trained on; evaluation uses them
     raycast_resolution: int = 0  # cells of the ray-casting grid along a mesh's longest side; 0: from its faces
     learning_rate: float = 1e-3  # the paper: 1e-4 (and days on a GPU)

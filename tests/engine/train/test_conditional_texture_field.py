@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine.data.textured_collection import TexturedCollectionError, load_textured_collection
-from engine.data.textured_source import CACHE_FOLDER, shape_views
+from engine.data.textured_source import CACHE_FOLDER, recolour, shape_views
 from engine.train.config import TrainConfig
 from engine.train.trainer import Trainer
 from tests.engine.textured_fixtures import COLOURS, write_textured_collection
@@ -84,8 +85,17 @@ def test_trains_two_steps_checkpoints_evaluates_held_out_shapes_and_resumes(coll
 
 
 def test_the_loss_goes_down(collection: Path, tmp_path: Path) -> None:
-    # one shape to train on: what 30 steps can show (telling shapes apart by their images takes hundreds)
-    _train(collection, tmp_path / "run", steps=30, holdout_shapes=2, learning_rate=1e-2, final_learning_rate=1e-2)
+    # one shape, in its own colours, to train on: what 30 steps can show (telling shapes or recoloured textures
+    # apart by their images takes hundreds)
+    _train(
+        collection,
+        tmp_path / "run",
+        steps=30,
+        holdout_shapes=2,
+        colour_augmentation=False,
+        learning_rate=1e-2,
+        final_learning_rate=1e-2,
+    )
     losses = [
         json.loads(line)["loss"]
         for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -102,3 +112,34 @@ def test_a_bad_collection_is_named(tmp_path: Path) -> None:
     (folder / "shapes" / "shape_0001" / "mesh.ply").unlink()
     with pytest.raises(TexturedCollectionError, match="shape_0001.*has no mesh"):
         load_textured_collection(folder)
+
+
+def test_colour_augmentation_recolours_a_condition_and_its_target_alike() -> None:
+    colours = torch.tensor([[[0.2, 0.4, 1.0]], [[0.0, 0.6, 0.8]]])  # (b=2, k=1, 3)
+    images = torch.cat(
+        [(colours[:, None] * 255).round().to(torch.uint8), torch.full((2, 1, 1, 1), 7, dtype=torch.uint8)], -1
+    )
+    order_keys = torch.tensor([[0.3, 0.1, 0.2], [0.1, 0.2, 0.3]])  # shape 0: channels (G, B, R); shape 1 as it is
+    invert = torch.tensor([[False, False, True], [True, False, False]])
+    recoloured_images, recoloured = recolour(images, colours, order_keys, invert)
+    assert torch.allclose(recoloured[0, 0], torch.tensor([0.4, 1.0, 0.8]))  # G, B, 1 - R
+    assert torch.allclose(recoloured[1, 0], torch.tensor([1.0, 0.6, 0.8]))  # 1 - R, G, B
+    assert torch.allclose(recoloured_images[..., :3].float() / 255, recoloured[:, None], atol=1 / 255)
+    assert (recoloured_images[..., 3] == 7).all(), "alpha is kept"
+
+
+def test_batches_are_recoloured_only_when_asked(collection: Path, tmp_path: Path) -> None:
+    batches = {}
+    for augment in (False, True):
+        config = TrainConfig(
+            method="conditional_texture_field", compile="off", settings={**TINY, "colour_augmentation": augment}
+        )
+        source = Trainer.create(collection, tmp_path / f"run-{augment}", config).source
+        batches[augment] = source.next_batch(torch.Generator().manual_seed(0))
+    plain, recoloured = batches[False], batches[True]
+    assert torch.equal(plain.points, recoloured.points), "the same draw of pixels"
+    assert not torch.allclose(plain.colours, recoloured.colours)
+    for shape in range(plain.colours.shape[0]):
+        for channel in recoloured.colours[shape].T:
+            sources = [*plain.colours[shape].T, *(1 - plain.colours[shape].T)]
+            assert any(torch.allclose(channel, source) for source in sources), "a channel of the pixels, or 1 - it"
