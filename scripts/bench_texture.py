@@ -52,21 +52,37 @@ import numpy as np  # noqa: E402
 from engine.mesh.cleanup import CleanupConfig  # noqa: E402
 from engine.mesh.extract import ExtractSettings, extract_mesh_from_trainer, write_result  # noqa: E402
 
-SCENES = ("demo", "checker")
+SCENES = ("demo", "checker", "synthetic")
+# The held-out frames of a NeRF-synthetic dataset, as the engine holds them out.
+HELD_OUT_SPLITS = ("val", "test")
 # With only a time budget the step budget must not end the run first (as `python -m engine train --minutes`).
 UNLIMITED_STEPS = 10**9
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_texture.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--scene", choices=SCENES, default="demo", help="the demo's texture or a fine checker")
+    parser.add_argument(
+        "--scene",
+        choices=SCENES,
+        default="demo",
+        help="the demo's texture, a fine checker, or a NeRF-synthetic dataset (--dataset, or made)",
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help="--scene synthetic: a NeRF-synthetic-layout folder (default: scripts/make_synthetic_dataset.py "
+        "writes one of --cameras views at --image-size into OUT/synthetic)",
+    )
     parser.add_argument("--field", default="ngp", help="radiance field method (its default settings)")
     parser.add_argument("--minutes", type=float, default=6.0, help="radiance field training budget")
     parser.add_argument(
         "--texture-field-minutes", type=float, default=3.0, help="texture field training budget (0: skip it)"
     )
     parser.add_argument("--steps", type=int, default=0, help="cap the steps of both trainings (0: time alone)")
-    parser.add_argument("--cameras", type=int, default=40, help="cameras on the demo's ring")
+    parser.add_argument(
+        "--cameras", type=int, default=None, help="cameras on the demo's ring (40), or on the synthetic sphere (100)"
+    )
     parser.add_argument("--image-size", type=int, default=256, help="training and held-out image side, pixels")
     parser.add_argument("--holdout-every", type=int, default=8, help="hold out cameras 0, N, 2N, ...")
     parser.add_argument("--resolution", type=int, default=128, help="extraction lattice")
@@ -131,6 +147,42 @@ def _masked_scores(render: np.ndarray, truth: np.ndarray) -> tuple[float, float]
     return -10.0 * np.log10(max(mse, 1e-12)), score
 
 
+def _synthetic_scene(args: argparse.Namespace, out: Path) -> tuple[object, Path, list, list[np.ndarray]]:
+    """A NeRF-synthetic-layout dataset as another tool writes it (made by scripts/make_synthetic_dataset.py when
+    --dataset is not given): its cameras imported into an empty scene by the add-on's dataset importer (which
+    is what a user does with it), rendered as scripts/scenes.py renders; the held-out frames (val, test) are
+    the truth as they lie on disk. (scene, dataset, held-out cameras, truths)."""
+    import subprocess
+
+    import bpy
+    import imageio.v3 as iio
+
+    from addon import capture
+    from scripts.scenes import configure_render
+
+    dataset = args.dataset
+    if dataset is None:
+        dataset = out / "synthetic"
+        if not (dataset / "transforms_train.json").is_file():
+            command = [sys.executable, str(REPO / "scripts" / "make_synthetic_dataset.py"), "--out", str(dataset)]
+            command += ["--cameras", str(args.cameras or 100), "--size", str(args.image_size), "--no-check"]
+            command += ["--samples", str(args.samples), "--holdout-every", str(args.holdout_every)]
+            subprocess.run(command, check=True, cwd=REPO)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    cameras = capture.import_dataset(scene, dataset)
+    first = cameras[0].data.background_images[0].image
+    configure_render(scene, resolution=int(first.size[0]), samples=args.samples, seed=0, engine="CYCLES")
+    held_out = [camera for camera in cameras if camera[capture.SPLIT_PROPERTY] in HELD_OUT_SPLITS]
+    if not held_out:
+        raise SystemExit(f"{dataset}: no val or test frames to score against")
+    truths = [
+        iio.imread(bpy.path.abspath(camera.data.background_images[0].image.filepath)).astype(np.float64) / 255.0
+        for camera in held_out
+    ]
+    return scene, dataset, held_out, truths
+
+
 def _load() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -149,18 +201,22 @@ def main(argv: list[str]) -> int:
     loads = {"start": _load()}
     steps = args.steps or UNLIMITED_STEPS
     started = time.perf_counter()
-    info = build_object_scene(
-        camera_count=args.cameras,
-        resolution=args.image_size,
-        layout="ring",
-        shape="suzanne",
-        samples=args.samples,
-        texture=args.scene,
-    )
-    scene = info.scene
-    dataset = capture.export_dataset(scene, out / "dataset", holdout_every=args.holdout_every, overwrite=True)
-    held_out = sorted(info.cameras, key=lambda camera: camera.name)[:: args.holdout_every]
-    truths = [_render(scene, camera, out / "truth" / f"{camera.name}.png") for camera in held_out]
+    if args.scene == "synthetic":
+        scene, dataset, held_out, truths = _synthetic_scene(args, out)
+        source = None
+    else:
+        info = build_object_scene(
+            camera_count=args.cameras or 40,
+            resolution=args.image_size,
+            layout="ring",
+            shape="suzanne",
+            samples=args.samples,
+            texture=args.scene,
+        )
+        scene, source = info.scene, info.object
+        dataset = capture.export_dataset(scene, out / "dataset", holdout_every=args.holdout_every, overwrite=True)
+        held_out = sorted(info.cameras, key=lambda camera: camera.name)[:: args.holdout_every]
+        truths = [_render(scene, camera, out / "truth" / f"{camera.name}.png") for camera in held_out]
     render_seconds = time.perf_counter() - started
     object_pixels = float(np.mean([(truth[..., 3] > 0.5).sum() for truth in truths]))
     print(f"scene {args.scene} rendered and exported in {render_seconds:.0f} s (load {_load()})", flush=True)
@@ -209,8 +265,8 @@ def main(argv: list[str]) -> int:
         variants.append(
             (f"texture field {largest}, {percent} faces", "texture field", largest, target_faces, texture_field)
         )
-    source = info.object
-    source.hide_render = True
+    if source is not None:
+        source.hide_render = True
     rows = []
 
     def scores_of(obj: object, slug: str) -> tuple[float, float]:
@@ -241,7 +297,7 @@ def main(argv: list[str]) -> int:
             }
         )
         print(f"  {name}: {psnr:.2f} dB (load {_load()})", flush=True)
-        if kind == "vertex":
+        if kind == "vertex" and source is not None:
             # What the geometry alone costs: the object's own material (object coordinates, lit as the truth
             # was) on the extracted mesh, the true texture wherever the mesh lies.
             obj.data.materials[0] = source.data.materials[0]  # type: ignore[attr-defined]
@@ -254,8 +310,8 @@ def main(argv: list[str]) -> int:
     loads["end"] = _load()
 
     print(
-        f"\nscene {args.scene}: {args.field}, {trainer.step} steps ({train_seconds:.0f} s), {args.cameras} cameras at "
-        f"{args.image_size}px ({object_pixels:.0f} object pixels a held-out view), {len(held_out)} held out; "
+        f"\nscene {args.scene}: {args.field}, {trainer.step} steps ({train_seconds:.0f} s), "
+        f"{len(truths)} held-out views at {args.image_size}px ({object_pixels:.0f} object pixels each); "
         f"lattice {args.resolution}; scene render + export {render_seconds:.0f} s; "
         f"{platform.processor() or platform.machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}"
         + (

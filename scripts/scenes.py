@@ -128,7 +128,7 @@ def build_object_scene(
     if scene is None:
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
-    _configure_render(scene, resolution=resolution, samples=samples, seed=seed, engine=engine)
+    configure_render(scene, resolution=resolution, samples=samples, seed=seed, engine=engine)
     _ensure_world_light(scene)
 
     object_collection = _new_collection(scene, OBJECT_COLLECTION)
@@ -194,7 +194,7 @@ def save_ground_truth_mesh(info: SceneInfo, path: str | os.PathLike[str]) -> Pat
     return write_mesh(TriangleMesh(vertices=info.vertices, faces=info.triangles), Path(path), overwrite=True)
 
 
-def _configure_render(scene: bpy.types.Scene, *, resolution: int, samples: int, seed: int, engine: str) -> None:
+def configure_render(scene: bpy.types.Scene, *, resolution: int, samples: int, seed: int, engine: str) -> None:
     render = scene.render
     render.engine = engine
     render.resolution_x = resolution

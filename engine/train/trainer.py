@@ -160,6 +160,16 @@ def build_model(config: TrainConfig, context: MethodContext) -> Method:
     return model_class(config.settings, context).to(context.device)
 
 
+def check_same_method(run_dir: Path, saved: TrainConfig, asked: TrainConfig) -> None:
+    """A run folder resumes only the method it holds: another method's checkpoint would be trained on (or fail
+    to load) under the asked method's name."""
+    if saved.method != asked.method:
+        raise ValueError(
+            f"{run_dir} holds a {saved.method} run; it cannot resume as {asked.method} "
+            f"(pass --method {saved.method} to go on training it, or a new run folder)"
+        )
+
+
 class Trainer(RunInference):
     """Owns a method's model, its optimisers and (when training) its data. Build with create() or from_run()."""
 
@@ -215,6 +225,7 @@ class Trainer(RunInference):
         checkpoint_path = out_dir / CHECKPOINT_NAME
         if checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file():
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
+            check_same_method(out_dir, saved, config)
             for name in RESUME_OVERRIDES:
                 setattr(saved, name, getattr(config, name))
             info.dataset = str(Path(dataset).resolve())  # the run folder's rules allowed it: name what trains now
@@ -265,6 +276,7 @@ class Trainer(RunInference):
         resuming = checkpoint_path.is_file() and (out_dir / CONFIG_NAME).is_file()
         if resuming:
             info, saved = RunInfo.read(out_dir / CONFIG_NAME)
+            check_same_method(out_dir, saved, config)
             for name in RESUME_OVERRIDES:
                 setattr(saved, name, getattr(config, name))
             info.dataset = str(path.resolve())

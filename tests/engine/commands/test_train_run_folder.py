@@ -91,6 +91,17 @@ def test_resuming_on_another_dataset_names_both_unless_allowed(dataset: Path, tm
     assert Path(json.loads((run_dir / "config.json").read_text())["dataset"]).resolve() == other.resolve()
 
 
+def test_another_method_does_not_resume_a_run_silently(dataset: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert train(dataset, run_dir, "--steps", "2").returncode == 0
+    kept = ("checkpoint.pt", "config.json", "metrics.jsonl")
+    before = [(run_dir / name).read_bytes() for name in kept]
+    completed = train(dataset, run_dir, "--steps", "3", "--method", "neus")  # the last --method wins
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert f"{run_dir} holds a ngp run; it cannot resume as neus (pass --method ngp" in completed.stderr
+    assert [(run_dir / name).read_bytes() for name in kept] == before
+
+
 def test_an_out_that_is_a_file_is_a_message(dataset: Path, tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
