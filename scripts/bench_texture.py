@@ -50,9 +50,12 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from engine.mesh.cleanup import CleanupConfig  # noqa: E402
-from engine.mesh.extract import ExtractSettings, extract_mesh_from_trainer, write_result  # noqa: E402
+from engine.mesh.extract import ColourSource, ExtractSettings, extract_mesh_from_trainer, write_result  # noqa: E402
 
 SCENES = ("demo", "checker", "synthetic")
+# What a mesh's colour comes from: the field along the normal (baked), the training images (from views), or a
+# texture field trained on the mesh.
+KINDS = ("baked", "from views", "texture field")
 # The held-out frames of a NeRF-synthetic dataset, as the engine holds them out.
 HELD_OUT_SPLITS = ("val", "test")
 # With only a time budget the step budget must not end the run first (as `python -m engine train --minutes`).
@@ -93,6 +96,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         default=None,
         help="sizes baked from the radiance field (default: --sizes); its bake volume-renders 16 samples a texel",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="which meshes to score (vertex colours always: the targets compare with them)",
     )
     parser.add_argument("--fraction", type=float, default=0.1, help="decimate to this fraction of the faces")
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
@@ -238,11 +248,18 @@ def main(argv: list[str]) -> int:
         (f"vertex colours, {percent} faces", "vertex", 0, target_faces, trainer),
     ]
     baked_sizes = args.baked_sizes or args.sizes
-    variants += [(f"baked {size}", "baked", size, 0, trainer) for size in baked_sizes]
-    variants.append((f"baked {max(baked_sizes)}, {percent} faces", "baked", max(baked_sizes), target_faces, trainer))
+    if "baked" in args.kinds:
+        variants += [(f"baked {size}", "baked", size, 0, trainer) for size in baked_sizes]
+        variants.append(
+            (f"baked {max(baked_sizes)}, {percent} faces", "baked", max(baked_sizes), target_faces, trainer)
+        )
+    if "from views" in args.kinds:
+        # Extract > Texture with Colours From: Training Images: the images' colours where they see a texel
+        variants += [(f"from views {size}", "from views", size, 0, trainer) for size in args.sizes]
+        variants.append((f"from views {largest}, {percent} faces", "from views", largest, target_faces, trainer))
     texture_field_seconds = 0.0
     texture_field_steps = 0
-    if args.texture_field_minutes:
+    if args.texture_field_minutes and "texture field" in args.kinds:
         from engine.mesh.io import write_mesh
 
         given = write_mesh(full.mesh, out / "given.ply", overwrite=True)
@@ -278,7 +295,10 @@ def main(argv: list[str]) -> int:
 
     for name, kind, size, faces, source_run in variants:
         settings = ExtractSettings(
-            resolution=args.resolution, texture_size=size, cleanup=CleanupConfig(target_faces=faces)
+            resolution=args.resolution,
+            texture_size=size,
+            cleanup=CleanupConfig(target_faces=faces),
+            colour_from=ColourSource.VIEWS if kind == "from views" else ColourSource.FIELD,
         )
         result = full if (size, faces) == (0, 0) else extract_mesh_from_trainer(source_run, settings)  # type: ignore[arg-type]
         slug = name.replace(" ", "_").replace(",", "").replace("%", "pc")
@@ -364,7 +384,7 @@ def target_gaps(rows: list[dict]) -> dict:
 
     vertex = find("vertex", True, 0)
     gaps, lines = {}, []
-    for kind in ("baked", "texture field"):
+    for kind in ("baked", "from views", "texture field"):
         size = next((row["size"] for row in rows if row["kind"] == kind and row["decimated"]), 0)
         decimated, whole = find(kind, True, size), find(kind, False, size)
         if decimated is None or whole is None or vertex is None:

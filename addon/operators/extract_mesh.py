@@ -221,8 +221,8 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     colour_from: EnumProperty(  # type: ignore[valid-type]
         name="Colours From",
         items=[
-            ("field", "Field", "Volume-render the field along each vertex normal"),
-            ("views", "Training Images", "Average the training images that see each vertex"),
+            ("field", "Field", "Volume-render the field along each vertex or texel normal"),
+            ("views", "Training Images", "Average the training images that see each vertex or texel: sharper"),
         ],
         default="field",
     )

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--colour-from",
         choices=("field", "views"),
         default="field",
-        help="vertex colours from the field along each normal (default) or from the training images",
+        help="colours (vertex colours or --texture texels) from the field along each normal (default) or from "
+        "the training images that see each point (the field where none does)",
     )
     parser.add_argument(
         "--keep-unseen",

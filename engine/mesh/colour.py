@@ -1,14 +1,13 @@
-"""Vertex colours from a radiance field: what a camera looking straight at each vertex would see."""
+"""Colours from a radiance field: what a camera looking straight at each surface point would see (the training
+images' own colours are engine/mesh/view_colours.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 
 from .io import linear_to_srgb
-from .triangle_mesh import TriangleMesh
 
 # world points (n, 3), unit view directions (n, 3) -> (n,) density, (n, 3) colour: one pass through the field
 RadianceFunction = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -47,75 +46,6 @@ def colours_along_normals(
         weights = transmittance * alpha + 1e-8  # the epsilon falls back to a plain mean where nothing is opaque
         colours[start : start + len(batch)] = (weights[..., None] * colour).sum(1) / weights.sum(1, keepdims=True)
     return np.clip(colours, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class ViewImage:
-    """One training view. image (h, w, 3) in [0, 1], not premultiplied; alpha (h, w);
-    camera_to_world (4, 4), Blender convention (camera looks down -Z, +Y up; image rows go down,
-    pixel centres at +0.5); focal, principal (2,) in pixels (x, y)."""
-
-    image: np.ndarray
-    alpha: np.ndarray
-    camera_to_world: np.ndarray
-    focal: np.ndarray
-    principal: np.ndarray
-
-
-def colours_from_views(
-    mesh: TriangleMesh, views: Iterable[ViewImage], depth_tolerance: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vertex colours averaged from the training images that see each vertex, one view at a time.
-
-    A view sees a vertex when the vertex faces it, lands on an opaque pixel and is no more than
-    ``depth_tolerance`` (plus what its surface's slope spans over a pixel and a half) behind the
-    nearest vertex in that pixel's 3x3 neighbourhood: a z-buffer of the mesh's own vertices,
-    dilated so a coarse mesh does not leave holes to see through.
-    Views are weighted by the cosine between normal and view direction.
-    Returns colours (n_vertices, 3) and seen (n_vertices,) bool; unseen vertices are black.
-    """
-    normals = mesh.vertex_normals()
-    colour_sum = np.zeros((mesh.n_vertices, 3))
-    weight_sum = np.zeros(mesh.n_vertices)
-    for view in views:
-        height, width = view.alpha.shape
-        rotation = view.camera_to_world[:3, :3]
-        rotation = rotation / np.linalg.norm(rotation, axis=0, keepdims=True)
-        centre = view.camera_to_world[:3, 3]
-        local = (mesh.vertices - centre) @ rotation  # (n_vertices, 3) in camera axes
-        depth = -local[:, 2]
-        in_front = depth > 1e-9
-        safe_depth = np.where(in_front, depth, 1.0)
-        column = np.floor(view.focal[0] * local[:, 0] / safe_depth + view.principal[0]).astype(np.int64)
-        row = np.floor(view.principal[1] - view.focal[1] * local[:, 1] / safe_depth).astype(np.int64)
-        on_image = in_front & (column >= 0) & (column < width) & (row >= 0) & (row < height)
-        to_camera = centre - mesh.vertices
-        cosine = np.einsum("ij,ij->i", normals, to_camera) / np.maximum(np.linalg.norm(to_camera, axis=1), 1e-12)
-        # Grazing views put a vertex on its silhouette, where pixels show what lies behind it.
-        candidates = np.flatnonzero(on_image & (cosine > 0.25))
-        if len(candidates) == 0:
-            continue
-        # The z-buffer covers every on-image vertex, facing or not: back faces still occlude.
-        depth_buffer = np.full((height + 2, width + 2), np.inf)
-        occluders = np.flatnonzero(on_image)
-        for d_row in (0, 1, 2):
-            for d_column in (0, 1, 2):
-                np.minimum.at(depth_buffer, (row[occluders] + d_row, column[occluders] + d_column), depth[occluders])
-        nearest = depth_buffer[row[candidates] + 1, column[candidates] + 1]
-        # The nearest vertex may be a neighbour up to 1.5 pixels away on the same, sloping surface:
-        # allow the depth that slope spans (pixel footprint over the cosine) on top of the tolerance.
-        footprint = depth[candidates] / view.focal.mean()
-        slack = depth_tolerance + 1.5 * footprint / np.maximum(cosine[candidates], 0.2)
-        visible = candidates[
-            (depth[candidates] <= nearest + slack) & (view.alpha[row[candidates], column[candidates]] > 0.5)
-        ]
-        weights = cosine[visible]
-        colour_sum[visible] += weights[:, None] * view.image[row[visible], column[visible]]
-        weight_sum[visible] += weights
-    seen = weight_sum > 0
-    colours = np.zeros((mesh.n_vertices, 3), dtype=np.float32)
-    colours[seen] = colour_sum[seen] / weight_sum[seen, None]
-    return np.clip(colours, 0.0, 1.0), seen
 
 
 def colour_function_from_radiance(

@@ -21,7 +21,7 @@ import numpy as np
 from ..methods import NO_SURFACE
 from .bake import BakedTexture, BakeSettings, bake_texture, check_texture_size, texture_path_for
 from .cleanup import CleanupConfig, clean_mesh
-from .colour import ViewImage, colour_function_from_radiance, colours_along_normals, colours_from_views
+from .colour import colour_function_from_radiance, colours_along_normals
 from .dense import sample_dense
 from .grid import Grid, SampledGrid, pad_outside
 from .io import linear_to_srgb, write_mesh, write_png
@@ -29,6 +29,7 @@ from .levels import FieldKind, SurfaceLevel
 from .mise import initial_resolution_for, refinement_steps, sample_mise
 from .surface import marching_cubes
 from .triangle_mesh import TriangleMesh
+from .view_colours import ViewImage, colour_function_from_views, colours_from_views
 
 if TYPE_CHECKING:
     import torch
@@ -81,10 +82,6 @@ class ExtractSettings:
             raise ValueError(f"resolution must be between 8 and 2048 cells, got {self.resolution}")
         if self.texture_size:
             check_texture_size(self.texture_size)
-            if self.colour_from is ColourSource.VIEWS:
-                raise ValueError(
-                    "a baked texture is coloured from the field; colour_from='views' is for vertex colours"
-                )
         if self.batch_points < 0:
             raise ValueError(f"batch_points must be >= 0, got {self.batch_points}")
         if self.method is SamplingMethod.MISE:
@@ -248,7 +245,7 @@ def extract_radiance_mesh(
     if mesh.n_faces == 0:
         raise ValueError(f"clean-up removed every face of {what}'s mesh: loosen min_component_size")
     texture = None
-    if settings.colour and settings.texture_size:
+    if settings.colour and settings.texture_size and settings.colour_from is ColourSource.FIELD:
         colour_fn = colour_function_from_radiance(
             field_queries.query_radiance, 2.0 * sampled.grid.cell_size, colours_are_linear, batch_points
         )
@@ -363,12 +360,15 @@ def extract_mesh_from_trainer(
     if settings.colour and settings.colour_from is ColourSource.VIEWS:
         started = time.perf_counter()
         assert result.grid is not None  # extracted, not given
-        colours = colours_from_training_views(trainer, result.mesh, result.grid.cell_size, batch_points)
-        result = dataclasses.replace(
-            result,
-            mesh=result.mesh.with_colors(colours),
-            total_seconds=result.total_seconds + time.perf_counter() - started,
-        )
+        if settings.texture_size:
+            texture = bake_from_training_views(
+                trainer, result.mesh, result.grid.cell_size, settings.texture_size, batch_points, progress
+            )
+            result = dataclasses.replace(result, mesh=texture.mesh, texture=texture)
+        else:
+            colours = colours_from_training_views(trainer, result.mesh, result.grid.cell_size, batch_points)
+            result = dataclasses.replace(result, mesh=result.mesh.with_colors(colours))
+        result = dataclasses.replace(result, total_seconds=result.total_seconds + time.perf_counter() - started)
     return result
 
 
@@ -442,11 +442,47 @@ def training_views(trainer: Trainer) -> Iterator[ViewImage]:
         )
 
 
+def bake_from_training_views(
+    trainer: Trainer,
+    mesh: TriangleMesh,
+    cell_size: float,
+    size: int,
+    batch_points: int,
+    progress: Callable[[str, float], None] | None = None,
+) -> BakedTexture:
+    """A ``size``-texel UV texture of ``mesh`` coloured from the training images (engine/mesh/view_colours.py);
+    the field colours the texels no image sees."""
+    report = progress or (lambda _stage, _fraction: None)
+    report("texture: depth maps of the training views", 0.6)
+
+    def along_normals(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+        return colours_along_normals(
+            points, normals, trainer.query_radiance, 2.0 * cell_size, batch_points=batch_points
+        )
+
+    colour_fn = colour_function_from_views(
+        mesh,
+        training_views(trainer),
+        depth_tolerance=2.0 * cell_size,
+        unseen=along_normals,
+        colours_are_linear=trainer.color_space == "linear",
+        device=str(trainer.device),
+    )
+    return bake_texture(
+        mesh,
+        colour_fn,
+        BakeSettings(size=size, batch_points=batch_points),
+        progress=lambda stage, fraction: report(f"texture: {stage}", 0.65 + 0.35 * fraction),
+    )
+
+
 def colours_from_training_views(
     trainer: Trainer, mesh: TriangleMesh, cell_size: float, batch_points: int
 ) -> np.ndarray:
     """(n_vertices, 3) sRGB colours from the training images; the field colours what no image sees."""
-    colours, seen = colours_from_views(mesh, training_views(trainer), depth_tolerance=2.0 * cell_size)
+    colours, seen = colours_from_views(
+        mesh, training_views(trainer), depth_tolerance=2.0 * cell_size, device=str(trainer.device)
+    )
     if not seen.all():
         unseen = ~seen
         colours[unseen] = colours_along_normals(

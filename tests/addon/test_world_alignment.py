@@ -127,11 +127,17 @@ def test_a_field_with_nothing_above_the_level_creates_no_object(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("colour_from", ["field", "views"])
 def test_extract_with_a_texture_after_decimation_imports_a_uv_mapped_textured_mesh(
-    empty_scene: bpy.types.Scene, trained_run: TrainedRun
+    empty_scene: bpy.types.Scene, trained_run: TrainedRun, colour_from: str
 ) -> None:
     result = bpy.ops.fieldwork.extract_mesh(
-        run_dir=str(trained_run.run_dir), resolution=48, target_faces=1500, colours="TEXTURE", texture_size="1024"
+        run_dir=str(trained_run.run_dir),
+        resolution=48,
+        target_faces=1500,
+        colours="TEXTURE",
+        texture_size="1024",
+        colour_from=colour_from,
     )
     assert result == {"FINISHED"}
     (obj,) = empty_scene.collection.children["Fieldwork"].objects

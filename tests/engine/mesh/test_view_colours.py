@@ -1,10 +1,12 @@
-"""Vertex colours from training views: right colour where seen, hidden sides take nothing from the front."""
+"""Colours from training views, for vertices and for any surface points (a bake's texels): the right colour
+where seen, nothing from the front on hidden sides, the field's colour where no view sees."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.mesh.colour import ViewImage, colours_from_views
+from engine.mesh.bake import BakeSettings, bake_texture
+from engine.mesh.view_colours import ViewImage, colour_function_from_views, colours_from_views
 
 from .conftest import merge, sphere_mesh
 
@@ -106,3 +108,32 @@ def test_a_vertex_hidden_behind_something_takes_no_colour_from_it() -> None:
     facing_camera = ~on_sphere & seen & (scene.vertices[:, 0] > BLOCKER_CENTRE[0] + 0.5 * BLOCKER_RADIUS)
     blue_error = np.abs(colours[facing_camera] - np.array([0.0, 0.0, 1.0])).max(axis=1)
     assert facing_camera.sum() > 10 and (blue_error < 0.1).mean() > 0.95
+
+
+def test_points_between_vertices_take_the_views_colours_and_unseen_ones_the_fallback() -> None:
+    """Texels lie anywhere on the faces, not on vertices: their colour is sampled where they project."""
+    mesh = sphere_mesh(centre=tuple(CENTRE), radius=RADIUS, resolution=32)
+    eyes = [CENTRE + 2.0 * np.array(direction) for direction in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0.2))]
+    views = _views(np.stack([_look_at(eye) for eye in eyes]), blocker=False)
+    fallback = np.array([0.9, 0.1, 0.9])
+    colour = colour_function_from_views(
+        mesh, views, 0.02, unseen=lambda points, _normals: np.tile(fallback, (len(points), 1)), colours_are_linear=False
+    )
+    # points in the middle of the faces, on the mesh
+    triangles = mesh.vertices[mesh.faces]
+    points = triangles.mean(axis=1)
+    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    colours = colour(points, normals)
+    expected = _ramp(points)
+    at_fallback = np.abs(colours - fallback).max(axis=1) < 1e-6
+    poles = np.abs(points[:, 2] - CENTRE[2]) > 0.45
+    assert at_fallback[poles].mean() > 0.9 and at_fallback.mean() < 0.2, "the poles only are unseen"
+    seen = ~at_fallback
+    assert np.median(np.abs(colours[seen, 0] - expected[seen, 0])) < 0.03  # bilinear: under a pixel's step
+    far_from_plane = np.abs(points[:, 1] - CENTRE[1]) > 0.05
+    assert np.abs(colours[seen & far_from_plane, 1] - expected[seen & far_from_plane, 1]).max() < 0.2
+    # through the bake: every chart texel gets a colour, the charts average what the cameras saw
+    baked = bake_texture(mesh, colour, BakeSettings(size=256))
+    texels = baked.image[baked.coverage].astype(np.float64) / 255.0
+    assert np.abs(texels.mean(axis=0) - colours.mean(axis=0)).max() < 0.05
