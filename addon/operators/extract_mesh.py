@@ -79,7 +79,7 @@ def extract_job(
     *,
     device: str = "auto",
     level: float = 0.0,
-    colour_from: str = "field",
+    colour_from: str = "auto",
     fill_unseen: bool = True,
     keep_largest: int = 0,
     target_faces: int = 0,
@@ -221,10 +221,11 @@ class FIELDWORK_OT_extract_mesh(bpy.types.Operator):
     colour_from: EnumProperty(  # type: ignore[valid-type]
         name="Colours From",
         items=[
+            ("auto", "Automatic", "The training images for a texture, the field for vertex colours"),
             ("field", "Field", "Volume-render the field along each vertex or texel normal"),
             ("views", "Training Images", "Average the training images that see each vertex or texel: sharper"),
         ],
-        default="field",
+        default="auto",
     )
     fill_unseen: properties.MESH_FILL_UNSEEN  # type: ignore[valid-type]
     keep_largest: IntProperty(  # type: ignore[valid-type]

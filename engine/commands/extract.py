@@ -31,10 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-colour", action="store_true", help="skip vertex colours")
     parser.add_argument(
         "--colour-from",
-        choices=("field", "views"),
-        default="field",
-        help="colours (vertex colours or --texture texels) from the field along each normal (default) or from "
-        "the training images that see each point (the field where none does)",
+        choices=("auto", "field", "views"),
+        default="auto",
+        help="colours (vertex colours or --texture texels) from the field along each normal, or from the "
+        "training images that see each point (the field where none does); auto (default): the images for a "
+        "texture, the field for vertex colours",
     )
     parser.add_argument(
         "--keep-unseen",

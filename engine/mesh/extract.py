@@ -46,8 +46,11 @@ class SamplingMethod(enum.Enum):
 
 
 class ColourSource(enum.Enum):
-    FIELD = "field"  # the radiance field, volume-rendered along each vertex normal
-    VIEWS = "views"  # the training images that see each vertex (the field where none does)
+    # VIEWS for a texture (sharper: see scripts/bench_texture.py), FIELD for vertex colours, FIELD where the
+    # run's images cannot be read any more
+    AUTO = "auto"
+    FIELD = "field"  # the radiance field, volume-rendered along each vertex (texel) normal
+    VIEWS = "views"  # the training images that see each vertex (texel); the field where none does
 
 
 # Points per batch on a CPU: large enough to amortise Python overhead, small enough to stay in cache.
@@ -65,7 +68,7 @@ class ExtractSettings:
     initial_resolution: int = 0  # MISE's first lattice; 0: the resolution halved while it stays >= 32
     level: float | None = None  # density threshold / probability / distance; None: the field kind's default
     colour: bool = True
-    colour_from: ColourSource = ColourSource.FIELD
+    colour_from: ColourSource = ColourSource.AUTO
     # Radiance fields: make solid the space the training cameras look towards but cannot see (behind
     # a surface). A trained field is hollow there, and the hollow's wall would be a second surface
     # inside the first. See visibility.py.
@@ -335,6 +338,7 @@ def extract_mesh_from_trainer(
     kind = FieldKind(trainer.spec.surface)
     box = trainer.scene_box
     batch_points = settings.batch_points or points_per_batch(trainer.device)
+    settings = dataclasses.replace(settings, colour_from=resolved_colour_source(trainer, settings))
     cameras: list[Frame] = []
     if settings.fill_unseen and kind is FieldKind.DENSITY:
         try:
@@ -370,6 +374,21 @@ def extract_mesh_from_trainer(
             result = dataclasses.replace(result, mesh=result.mesh.with_colors(colours))
         result = dataclasses.replace(result, total_seconds=result.total_seconds + time.perf_counter() - started)
     return result
+
+
+def resolved_colour_source(trainer: Trainer, settings: ExtractSettings) -> ColourSource:
+    """FIELD or VIEWS: ``settings.colour_from``, with AUTO decided (a texture from the training images when
+    they can still be read, else the field)."""
+    if settings.colour_from is not ColourSource.AUTO:
+        return settings.colour_from
+    if not (settings.colour and settings.texture_size):
+        return ColourSource.FIELD
+    try:
+        trainer.dataset  # noqa: B018  (loads the run's images, once)
+    except (OSError, ValueError) as error:
+        log.warning("the run's training images cannot be read (%s): the texture is coloured from the field", error)
+        return ColourSource.FIELD
+    return ColourSource.VIEWS
 
 
 def colour_given_mesh(

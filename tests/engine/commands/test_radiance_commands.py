@@ -67,3 +67,41 @@ def test_bad_dataset_gives_a_clear_error(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "transforms.json" in completed.stderr and "frames" in completed.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_texture_is_coloured_from_the_images_and_from_the_field_once_they_are_gone(tmp_path: Path) -> None:
+    dataset = make_sphere_dataset(tmp_path / "sphere", n_views=10, size=12)
+    run_dir = tmp_path / "run"
+    trained = run_engine(
+        "train", str(dataset), "--method", "ngp", "--steps", "40", "--out", str(run_dir), "--compile", "off", "--quiet"
+    )
+    assert trained.returncode == 0, trained.stderr
+
+    def texture(name: str, *options: str) -> tuple[np.ndarray, str]:
+        out = tmp_path / f"{name}.ply"
+        completed = run_engine(
+            "extract",
+            str(run_dir),
+            "--resolution",
+            "32",
+            "--level",
+            "1",
+            "--texture",
+            "256",
+            "--out",
+            str(out),
+            *options,
+        )
+        assert completed.returncode == 0, completed.stderr
+        return iio.imread(out.with_suffix(".png")), completed.stderr
+
+    automatic, _ = texture("auto")
+    from_views, _ = texture("views", "--colour-from", "views")
+    from_field, _ = texture("field", "--colour-from", "field")
+    assert np.array_equal(automatic, from_views), "a texture comes from the training images by default"
+    assert not np.array_equal(from_views, from_field)
+    dataset.parent.rename(tmp_path / "moved")  # the images are gone: the field colours the texture, and says so
+    fallback, stderr = texture("fallback")
+    # (the mesh is not as before either: without the cameras unseen space is not filled)
+    assert np.array_equal(fallback, texture("field-without-images", "--colour-from", "field")[0])
+    assert "training images cannot be read" in stderr + (run_dir / "engine.log").read_text()
