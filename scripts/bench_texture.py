@@ -1,24 +1,30 @@
 """Textured vs vertex-coloured meshes: Cycles renders of held-out cameras against the ground truth.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_texture.py [--scene demo|checker] [--minutes 6]
-        [--texture-field-minutes 3] [--image-size 256] [--resolution 128] [--sizes 1024 2048]
-        [--baked-sizes 1024] [--fraction 0.1] [--out DIR]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_texture.py [--scene demo|checker|synthetic]
+        [--field ngp|neus|...] [--minutes 6] [--texture-field-minutes 3] [--image-size 256]
+        [--resolution 128] [--sizes 1024 2048] [--baked-sizes 1024] [--fraction 0.1]
+        [--kinds baked "from views" "texture field"] [--dataset DIR] [--out DIR]
 
 ``--scene demo`` is the demo's scene (scripts/demo.py: a subdivided Suzanne with the noise/Voronoi checker of
 scripts/scenes.py, 40 cameras on a ring); ``--scene checker`` the same object and cameras with a fine
 two-colour checker (cells 0.1 units, about 8 pixels at 256 px): detail that vertex colours of a decimated
 mesh cannot hold. Both are rendered with Cycles at ``--image-size`` pixels, every ``--holdout-every``-th
-camera held out. Training and held-out views have the same size: a field can only learn the detail its
-views show, so evaluating at a larger size than it trained on would score upsampling, not the texture.
-At 256 px the object covers about 12,000 pixels of a held-out view, which a 1k texture already
-oversamples (its roughly 600,000 chart texels, a good share of them in view: over ten to a pixel), so 1k
-and 2k can only differ in views of 1024 px and more, trained at that size too.
+camera held out. ``--scene synthetic`` is a dataset as another tool writes it: the NeRF-synthetic layout of
+scripts/make_synthetic_dataset.py (100 views on a sphere, ``camera_angle_x`` only, no box; or ``--dataset``),
+its cameras imported by the add-on's dataset importer, its val and test frames the held-out truth as they
+lie on disk (no object, so no source-material rows). Training and held-out views have the same size: a
+field can only learn the detail its views show, so evaluating at a larger size than it trained on would
+score upsampling, not the texture. At 256 px the object covers about 12,000 pixels of a held-out view,
+which a 1k texture already oversamples (its roughly 600,000 chart texels, a good share of them in view: over
+ten to a pixel), so 1k and 2k can only differ in views of 1024 px and more, trained at that size too.
 
 A radiance field (``--field``, its method's default settings, the sample-budget batch, a ``--minutes``
 budget: what ``python -m engine train --minutes M`` gives) is trained on the rest, then meshes are
 extracted at lattice ``--resolution``: vertex colours, full and decimated to ``--fraction`` of the faces;
 textures baked from the field at each ``--baked-sizes`` (default ``--sizes``; that bake volume-renders 16
-field samples a texel, minutes a 2k texture on a CPU), full, and the largest after decimation. With
+field samples a texel, minutes a 2k texture on a CPU), full, and the largest after decimation; textures
+from the training images (``from views``: what Extract gives by default, engine/mesh/view_colours.py) at
+each size, full and the largest after decimation. With
 ``--texture-field-minutes``, a texture field (engine/fields/texture_field.py, its defaults) is trained on
 the full mesh from the same views and baked at each size, full, and the largest after decimation. Each
 mesh is imported with the add-on's importer and rendered with Cycles from the held-out cameras with its
@@ -28,7 +34,9 @@ texture in object coordinates): what the extracted geometry alone costs, the tru
 lies (not a ceiling: a misplaced sharp texture can score below blurred colours). PSNR and
 SSIM against the ground-truth renders of the original object, masked to the object
 (pixels where the truth is opaque; SSIM over the object's bounding box, both over black). Bake time is
-the bake alone (atlas, rasterise, colour, pad). Prints a table, the issue's two targets (textured at 10%
+the bake alone (atlas, rasterise, colour, pad). ``--kinds`` scores only some of them; with an ``--out`` that
+holds the runs of an earlier call with the same budgets, both trainings are resumed, already done, so
+only the meshes are made and scored again. Prints a table, the issue's two targets (textured at 10%
 faces within 0.5 dB of textured at full faces, and 3 dB above vertex colours at 10% faces), the load
 average, and writes ``bench_texture.json`` in ``--out``. Figures depend on the machine and its load.
 """

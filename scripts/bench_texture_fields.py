@@ -57,12 +57,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_texture_fields.py", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="textured collection (made here if missing)")
     parser.add_argument("--run", type=Path, required=True, help="run folder (trained here if it has no checkpoint)")
-    parser.add_argument("--shapes", type=int, default=100)
+    parser.add_argument("--shapes", type=int, default=200)
     parser.add_argument("--views", type=int, default=12)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--textures", type=int, default=4, help="textures per geometry (the maker's --textures)")
     parser.add_argument(
-        "--holdout", type=int, default=12, help="held-out shapes, the last by name (a multiple of --textures)"
+        "--holdout", type=int, default=20, help="held-out shapes, the last by name (a multiple of --textures)"
     )
     parser.add_argument("--minutes", type=float, default=6.0, help="training budget")
     parser.add_argument(
