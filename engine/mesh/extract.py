@@ -248,7 +248,8 @@ def extract_radiance_mesh(
     if mesh.n_faces == 0:
         raise ValueError(f"clean-up removed every face of {what}'s mesh: loosen min_component_size")
     texture = None
-    if settings.colour and settings.texture_size and settings.colour_from is ColourSource.FIELD:
+    # VIEWS colours come after, from the trainer's images (extract_mesh_from_trainer); AUTO here is the field
+    if settings.colour and settings.texture_size and settings.colour_from is not ColourSource.VIEWS:
         colour_fn = colour_function_from_radiance(
             field_queries.query_radiance, 2.0 * sampled.grid.cell_size, colours_are_linear, batch_points
         )
@@ -259,7 +260,7 @@ def extract_radiance_mesh(
             progress=lambda stage, fraction: report(f"texture: {stage}", 0.6 + 0.4 * fraction),
         )
         mesh = texture.mesh
-    elif settings.colour and settings.colour_from is ColourSource.FIELD:
+    elif settings.colour and settings.colour_from is not ColourSource.VIEWS:
         report("vertex colours", 0.6)
         normals = mesh.vertex_normals()
         if kind is not FieldKind.DENSITY:
