@@ -1,8 +1,9 @@
 """Texture baking: a UV atlas (xatlas), the surface sampled at every texel, padded seams, a PNG.
 
 Any colour function can feed it: ``colour_fn(points (n, 3) world, normals (n, 3) unit) -> (n, 3)``
-sRGB in [0, 1]. Extraction passes the radiance field seen along each normal
-(:func:`engine.mesh.colour.colour_function_from_radiance`); a texture field passes its t(p).
+sRGB in [0, 1]. Extraction passes the training images that see each texel
+(:func:`engine.mesh.view_colours.colour_function_from_views`, the default) or the radiance field seen along
+each normal (:func:`engine.mesh.colour.colour_function_from_radiance`); a texture field passes its t(p).
 
 The steps: xatlas cuts the mesh into charts and packs them into the square; every texel
 whose centre lies in a chart's triangle gets that triangle's barycentric 3D point and

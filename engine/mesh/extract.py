@@ -473,7 +473,12 @@ def bake_from_training_views(
     """A ``size``-texel UV texture of ``mesh`` coloured from the training images (engine/mesh/view_colours.py);
     the field colours the texels no image sees."""
     report = progress or (lambda _stage, _fraction: None)
-    report("texture: depth maps of the training views", 0.6)
+    total = max(1, len(trainer.dataset.train_indices))
+
+    def views_told() -> Iterator[ViewImage]:
+        for index, view in enumerate(training_views(trainer)):  # a ray cast of each view's opaque pixels
+            report("texture: depth maps of the training views", 0.6 + 0.05 * index / total)
+            yield view
 
     def along_normals(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
         return colours_along_normals(
@@ -482,7 +487,7 @@ def bake_from_training_views(
 
     colour_fn = colour_function_from_views(
         mesh,
-        training_views(trainer),
+        views_told(),
         depth_tolerance=2.0 * cell_size,
         unseen=along_normals,
         colours_are_linear=trainer.color_space == "linear",
