@@ -29,13 +29,29 @@ def run_engine(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_train_render_eval(tmp_path: Path) -> None:
+def train_tiny_ngp(tmp_path: Path, steps: int) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """A 10-view 12 px sphere and an ngp run of ``steps`` on it: (dataset, run folder, the train command's result)."""
     dataset = make_sphere_dataset(tmp_path / "sphere", n_views=10, size=12)
     run_dir = tmp_path / "run"
     trained = run_engine(
-        "train", str(dataset), "--method", "ngp", "--steps", "30", "--out", str(run_dir), "--compile", "off", "--quiet"
+        "train",
+        str(dataset),
+        "--method",
+        "ngp",
+        "--steps",
+        str(steps),
+        "--out",
+        str(run_dir),
+        "--compile",
+        "off",
+        "--quiet",
     )
     assert trained.returncode == 0, trained.stderr
+    return dataset, run_dir, trained
+
+
+def test_train_render_eval(tmp_path: Path) -> None:
+    _, run_dir, trained = train_tiny_ngp(tmp_path, steps=30)
     result = json.loads(trained.stdout)
     assert result["step"] == 30 and [view["frame"] for view in result["views"]] == [4]
     assert {"config.json", "checkpoint.pt", "metrics.jsonl", "engine.log"} <= {p.name for p in run_dir.iterdir()}
@@ -70,12 +86,7 @@ def test_bad_dataset_gives_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_texture_is_coloured_from_the_images_and_from_the_field_once_they_are_gone(tmp_path: Path) -> None:
-    dataset = make_sphere_dataset(tmp_path / "sphere", n_views=10, size=12)
-    run_dir = tmp_path / "run"
-    trained = run_engine(
-        "train", str(dataset), "--method", "ngp", "--steps", "40", "--out", str(run_dir), "--compile", "off", "--quiet"
-    )
-    assert trained.returncode == 0, trained.stderr
+    dataset, run_dir, _ = train_tiny_ngp(tmp_path, steps=40)
 
     def texture(name: str, *options: str) -> tuple[np.ndarray, str]:
         out = tmp_path / f"{name}.ply"
